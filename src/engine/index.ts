@@ -1,0 +1,3 @@
+export { tf } from './tf.js';
+export { setBackend, ensureBackend, getBackend, backendNames, backendEnvVar } from './backends.js';
+export type { BackendName } from './backends.js';

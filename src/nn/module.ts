@@ -1,0 +1,300 @@
+import { tf } from '../engine/tf.js';
+import { ShapeError, StateDictError } from '../errors.js';
+import type { ShapeMismatch } from '../errors.js';
+import type { ForwardContext } from './context.js';
+
+/** A trainable (or frozen) weight. `trainable` is TF.js's name for PyTorch's `requires_grad`. */
+export type Parameter = tf.Variable;
+
+/** Tensors by state-dict key, in registration order. */
+export type StateDict = Record<string, tf.Tensor>;
+
+export interface LoadStateDictOptions {
+  /** Throw `StateDictError` on missing or unexpected keys (default true). Shape mismatches always throw. */
+  strict?: boolean;
+}
+
+export interface LoadStateDictReport {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+}
+
+/** Layer kinds an adapter can target; every nn layer reports its own. */
+export type LayerKind = 'linear' | 'embedding' | 'conv1d' | 'conv2d' | 'gpt2_conv1d';
+
+/**
+ * A PyTorch-like module: named children, parameters and buffers registered in order, so that
+ * `namedModules()`, `namedParameters()` and `stateDict()` return exactly what PyTorch returns for the same
+ * architecture. Children are also kept as properties named like the Python attributes (`this.c_attn`), and
+ * `setSubmodule` keeps the two in step when an adapter wraps a layer.
+ */
+export abstract class Module {
+  training = true;
+  private readonly childModules = new Map<string, Module>();
+  private readonly params = new Map<string, Parameter>();
+  private readonly buffers = new Map<string, tf.Tensor>();
+  private readonly nonPersistent = new Set<string>();
+
+  /** Registers `module` as child `name` (also stored as property `name` by the caller). */
+  protected registerModule<T extends Module>(name: string, module: T): T {
+    assertName(name);
+    this.childModules.set(name, module);
+    return module;
+  }
+
+  /**
+   * Registers a parameter. A tensor is wrapped in a new variable (taking ownership of the tensor); an existing
+   * variable is shared as is (tied weights).
+   */
+  protected registerParameter(name: string, value: tf.Tensor | Parameter, options: { requiresGrad?: boolean } = {}): Parameter {
+    assertName(name);
+    let param: Parameter;
+    if (value instanceof tf.Variable) {
+      param = value;
+    } else {
+      param = tf.variable(value, options.requiresGrad ?? true);
+      value.dispose();
+    }
+    if (options.requiresGrad !== undefined) param.trainable = options.requiresGrad;
+    this.params.set(name, param);
+    return param;
+  }
+
+  /** Registers a non-trainable tensor (taking ownership). Non-persistent buffers stay out of the state dict. */
+  protected registerBuffer(name: string, value: tf.Tensor, options: { persistent?: boolean } = {}): tf.Tensor {
+    assertName(name);
+    const previous = this.buffers.get(name);
+    if (previous && previous !== value) previous.dispose();
+    const kept = tf.keep(value);
+    this.buffers.set(name, kept);
+    if (options.persistent === false) this.nonPersistent.add(name);
+    else this.nonPersistent.delete(name);
+    return kept;
+  }
+
+  /** Direct children, in registration order. */
+  *namedChildren(): Generator<[string, Module]> {
+    yield* this.childModules.entries();
+  }
+
+  children(): Module[] {
+    return [...this.childModules.values()];
+  }
+
+  /** This module and all descendants in pre-order, named by dotted path (`''` for this module). */
+  *namedModules(prefix = '', seen = new Set<Module>()): Generator<[string, Module]> {
+    if (seen.has(this)) return;
+    seen.add(this);
+    yield [prefix, this];
+    for (const [name, child] of this.childModules) {
+      yield* child.namedModules(prefix ? `${prefix}.${name}` : name, seen);
+    }
+  }
+
+  modules(): Module[] {
+    return [...this.namedModules()].map(([, m]) => m);
+  }
+
+  /** Parameters owned directly by this module. */
+  *ownParameters(): Generator<[string, Parameter]> {
+    yield* this.params.entries();
+  }
+
+  /** All parameters with dotted names; a shared (tied) parameter is listed once, under its first name. */
+  *namedParameters(prefix = ''): Generator<[string, Parameter]> {
+    const seen = new Set<Parameter>();
+    for (const [modulePath, module] of this.namedModules(prefix)) {
+      for (const [name, param] of module.params) {
+        if (seen.has(param)) continue;
+        seen.add(param);
+        yield [modulePath ? `${modulePath}.${name}` : name, param];
+      }
+    }
+  }
+
+  parameters(): Parameter[] {
+    return [...this.namedParameters()].map(([, p]) => p);
+  }
+
+  *namedBuffers(prefix = ''): Generator<[string, tf.Tensor]> {
+    for (const [modulePath, module] of this.namedModules(prefix)) {
+      for (const [name, buffer] of module.buffers) yield [modulePath ? `${modulePath}.${name}` : name, buffer];
+    }
+  }
+
+  /** The child at a dotted path (`''` is this module). Throws if absent. */
+  getSubmodule(path: string): Module {
+    if (path === '') return this;
+    let module: Module = this;
+    for (const part of path.split('.')) {
+      const next = module.childModules.get(part);
+      if (!next) throw new Error(`${module.constructor.name} has no submodule "${part}" (while resolving "${path}").`);
+      module = next;
+    }
+    return module;
+  }
+
+  /** Replaces (or adds) the child at a dotted path, keeping the property of the same name in step. */
+  setSubmodule(path: string, module: Module): void {
+    const dot = path.lastIndexOf('.');
+    const parent = dot < 0 ? this : this.getSubmodule(path.slice(0, dot));
+    parent.replaceChild(dot < 0 ? path : path.slice(dot + 1), module);
+  }
+
+  /** Replaces a direct child. Subclasses that hold children in other structures (ModuleList) override this. */
+  protected replaceChild(name: string, module: Module): void {
+    if (!this.childModules.has(name)) assertName(name);
+    this.childModules.set(name, module);
+    if (Object.prototype.hasOwnProperty.call(this, name)) {
+      (this as unknown as Record<string, unknown>)[name] = module;
+    }
+  }
+
+  /**
+   * Parameters and persistent buffers by dotted key, shared tensors under every name (as PyTorch does). The
+   * tensors are the module's own: do not dispose them.
+   */
+  stateDict(prefix = ''): StateDict {
+    const out: StateDict = {};
+    for (const [modulePath, module] of this.namedModules(prefix)) {
+      const key = (name: string) => (modulePath ? `${modulePath}.${name}` : name);
+      for (const [name, param] of module.params) out[key(name)] = param;
+      for (const [name, buffer] of module.buffers) if (!module.nonPersistent.has(name)) out[key(name)] = buffer;
+    }
+    return out;
+  }
+
+  /**
+   * Copies values into this module's parameters and buffers. Shapes must match exactly; in strict mode every
+   * key must match too. Nothing is modified when the call throws. The caller keeps ownership of `dict`.
+   */
+  loadStateDict(dict: StateDict | Map<string, tf.Tensor>, options: LoadStateDictOptions = {}): LoadStateDictReport {
+    const strict = options.strict ?? true;
+    const entries = dict instanceof Map ? dict : new Map(Object.entries(dict));
+    const own = this.stateDict();
+    const missingKeys = Object.keys(own).filter((k) => !entries.has(k));
+    const unexpectedKeys = [...entries.keys()].filter((k) => !(k in own));
+    const shapeMismatches: ShapeMismatch[] = [];
+    for (const [key, target] of Object.entries(own)) {
+      const value = entries.get(key);
+      if (value && !sameShape(value.shape, target.shape)) {
+        shapeMismatches.push({ key, expected: target.shape, actual: value.shape });
+      }
+    }
+    if (shapeMismatches.length || (strict && (missingKeys.length || unexpectedKeys.length))) {
+      throw new StateDictError({
+        missingKeys: strict ? missingKeys : [],
+        unexpectedKeys: strict ? unexpectedKeys : [],
+        shapeMismatches,
+      });
+    }
+    for (const [modulePath, module] of this.namedModules()) {
+      const key = (name: string) => (modulePath ? `${modulePath}.${name}` : name);
+      for (const [name, param] of module.params) {
+        const value = entries.get(key(name));
+        if (value) param.assign(value.dtype === param.dtype ? value : tf.tidy(() => tf.cast(value, param.dtype)));
+      }
+      for (const name of module.buffers.keys()) {
+        const value = entries.get(key(name));
+        if (value && !module.nonPersistent.has(name)) module.registerBuffer(name, tf.clone(value));
+      }
+    }
+    return { missingKeys, unexpectedKeys };
+  }
+
+  /** Sets training mode on this module and every descendant (dropout is active only in training). */
+  train(mode = true): this {
+    for (const module of this.modules()) module.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Sets `requiresGrad` (TF.js `trainable`) on every parameter. */
+  requiresGrad(value = true): this {
+    for (const param of this.parameters()) param.trainable = value;
+    return this;
+  }
+
+  /** Frees every parameter and buffer of this module and its descendants. */
+  dispose(): void {
+    for (const module of this.modules()) {
+      for (const param of module.params.values()) if (!param.isDisposed) param.dispose();
+      for (const buffer of module.buffers.values()) if (!buffer.isDisposed) buffer.dispose();
+    }
+  }
+
+  /** Number of parameter elements (counting tied parameters once). */
+  numParameters(options: { trainableOnly?: boolean } = {}): number {
+    let n = 0;
+    for (const p of this.parameters()) if (!options.trainableOnly || p.trainable) n += p.size;
+    return n;
+  }
+}
+
+/** A module that maps one tensor to one tensor: what adapters wrap and what models call. */
+export interface Layer extends Module {
+  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor;
+}
+
+/** A layer an adapter can target: reports its kind and exposes its weight. */
+export interface AdaptableLayer extends Layer {
+  readonly kind: LayerKind;
+  readonly weight: Parameter;
+}
+
+/** A list of modules named "0", "1", ... as PyTorch's `nn.ModuleList`. */
+export class ModuleList<T extends Module = Module> extends Module {
+  private items: T[] = [];
+
+  constructor(modules: Iterable<T> = []) {
+    super();
+    for (const m of modules) this.append(m);
+  }
+
+  append(module: T): this {
+    this.registerModule(String(this.items.length), module);
+    this.items.push(module);
+    return this;
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  at(index: number): T {
+    const item = this.items[index];
+    if (item === undefined) throw new RangeError(`ModuleList index ${index} out of range (length ${this.items.length}).`);
+    return item;
+  }
+
+  [Symbol.iterator](): Iterator<T> {
+    return this.items[Symbol.iterator]();
+  }
+
+  protected override replaceChild(name: string, module: Module): void {
+    const index = Number(name);
+    if (!Number.isInteger(index) || index < 0 || index >= this.items.length) {
+      throw new RangeError(`ModuleList has no index "${name}".`);
+    }
+    super.replaceChild(name, module);
+    this.items[index] = module as T;
+  }
+}
+
+function assertName(name: string): void {
+  if (name === '' || name.includes('.')) throw new Error(`Invalid module/parameter name "${name}": it must be non-empty and contain no ".".`);
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Throws `ShapeError` unless `x` has rank `rank` and last dimension `last`. */
+export function assertLastDim(x: tf.Tensor, last: number, what: string): void {
+  if (x.shape[x.rank - 1] !== last) {
+    throw new ShapeError(`${what} expects the last input dimension to be ${last}, got shape [${x.shape.join(', ')}].`);
+  }
+}
