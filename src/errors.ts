@@ -34,7 +34,11 @@ export type SafetensorsErrorReason =
   | 'offsets_overlap'
   | 'offsets_gap'
   | 'missing_tensor'
-  | 'index_invalid';
+  | 'index_invalid'
+  // appended by src/io: a value that does not fit the target dtype (I64 -> int32), and a checkpoint folder with
+  // no safetensors weights in it
+  | 'value_out_of_range'
+  | 'not_found';
 
 /** A safetensors file (or sharded index) that does not follow the format. */
 export class SafetensorsError extends PeftTsError {
@@ -163,5 +167,15 @@ export class TokenizerError extends PeftTsError {
 export class GenerationError extends PeftTsError {
   constructor(message: string) {
     super('generation', message);
+  }
+}
+
+/** Offline (`HF_HUB_OFFLINE`, `localFilesOnly`) and the requested repo files are not in the local cache. */
+export class HubNotCachedError extends HubError {
+  /** Files known to be missing from the cached snapshot (empty when no snapshot of the revision is cached at all). */
+  readonly missingFiles: readonly string[];
+  constructor(repoId: string, message: string, missingFiles: readonly string[] = []) {
+    super(repoId, message);
+    this.missingFiles = missingFiles;
   }
 }

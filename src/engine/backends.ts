@@ -50,11 +50,14 @@ async function start(name: BackendName): Promise<void> {
     }
   }
   let ok = false;
+  const restoreProcessHandlers = guardProcessHandlers();
   try {
     ok = await tf.setBackend(name);
     await tf.ready();
   } catch (cause) {
     throw new BackendUnavailableError(name, `Backend "${name}" failed to initialise.`, { cause });
+  } finally {
+    restoreProcessHandlers();
   }
   if (!ok || tf.getBackend() !== name) throw new BackendUnavailableError(name, `Backend "${name}" failed to initialise.`);
   registerEngineKernels(name);
@@ -113,4 +116,19 @@ function report(name: BackendName, how: string): BackendName {
     console.info(`[peft-ts] using TF.js backend "${name}" (${how})`);
   }
   return name;
+}
+
+/**
+ * The wasm backend's emscripten runtime installs process-wide `uncaughtException`/`unhandledRejection`
+ * handlers that rethrow, which turns any later error in the user's program into a dump of minified wasm glue.
+ * Handlers added while a backend starts are removed again.
+ */
+function guardProcessHandlers(): () => void {
+  if (!isNode) return () => {};
+  const exceptionBefore = new Set(process.listeners('uncaughtException'));
+  const rejectionBefore = new Set(process.listeners('unhandledRejection'));
+  return () => {
+    for (const l of process.listeners('uncaughtException')) if (!exceptionBefore.has(l)) process.removeListener('uncaughtException', l);
+    for (const l of process.listeners('unhandledRejection')) if (!rejectionBefore.has(l)) process.removeListener('unhandledRejection', l);
+  };
 }

@@ -60,6 +60,22 @@ export abstract class Module {
     return param;
   }
 
+  /**
+   * Makes parameter `name` share `param` (tied weights, e.g. an LM head tied to the input embedding), freeing
+   * the parameter it replaces and keeping the property of the same name in step.
+   */
+  tieParameter(name: string, param: Parameter): void {
+    const previous = this.params.get(name);
+    if (!previous) throw new Error(`${this.constructor.name} has no parameter "${name}" to tie.`);
+    if (previous === param) return;
+    if (previous.shape.join() !== param.shape.join()) {
+      throw new ShapeError(`Cannot tie ${this.constructor.name}.${name} [${previous.shape.join(', ')}] to a parameter of shape [${param.shape.join(', ')}].`);
+    }
+    this.params.set(name, param);
+    if (Object.prototype.hasOwnProperty.call(this, name)) (this as unknown as Record<string, unknown>)[name] = param;
+    previous.dispose();
+  }
+
   /** Registers a non-trainable tensor (taking ownership). Non-persistent buffers stay out of the state dict. */
   protected registerBuffer(name: string, value: tf.Tensor, options: { persistent?: boolean } = {}): tf.Tensor {
     assertName(name);
@@ -125,13 +141,11 @@ export abstract class Module {
   /** The child at a dotted path (`''` is this module). Throws if absent. */
   getSubmodule(path: string): Module {
     if (path === '') return this;
-    let module: Module = this;
-    for (const part of path.split('.')) {
+    return path.split('.').reduce<Module>((module, part) => {
       const next = module.childModules.get(part);
       if (!next) throw new Error(`${module.constructor.name} has no submodule "${part}" (while resolving "${path}").`);
-      module = next;
-    }
-    return module;
+      return next;
+    }, this);
   }
 
   /** Replaces (or adds) the child at a dotted path, keeping the property of the same name in step. */
@@ -139,6 +153,24 @@ export abstract class Module {
     const dot = path.lastIndexOf('.');
     const parent = dot < 0 ? this : this.getSubmodule(path.slice(0, dot));
     parent.replaceChild(dot < 0 ? path : path.slice(dot + 1), module);
+  }
+
+  /**
+   * Sets the parameter at a dotted path (`'lm_head.weight'`) to `param`, as PyTorch's
+   * `self.lm_head.weight = self.wte.weight` does to tie weights; the property of the same name follows. The
+   * replaced variable is disposed unless `dispose: false` (or it is `param` itself).
+   */
+  setParameter(path: string, param: Parameter, options: { dispose?: boolean } = {}): void {
+    const dot = path.lastIndexOf('.');
+    const owner = dot < 0 ? this : this.getSubmodule(path.slice(0, dot));
+    const name = dot < 0 ? path : path.slice(dot + 1);
+    const previous = owner.params.get(name);
+    if (!previous) assertName(name);
+    owner.params.set(name, param);
+    if (Object.prototype.hasOwnProperty.call(owner, name)) {
+      (owner as unknown as Record<string, unknown>)[name] = param;
+    }
+    if (previous && previous !== param && (options.dispose ?? true) && !previous.isDisposed) previous.dispose();
   }
 
   /** Replaces a direct child. Subclasses that hold children in other structures (ModuleList) override this. */
@@ -156,7 +188,7 @@ export abstract class Module {
    */
   stateDict(prefix = ''): StateDict {
     const out: StateDict = {};
-    for (const [modulePath, module] of this.namedModules(prefix)) {
+    for (const [modulePath, module] of this.walkModules(prefix)) {
       const key = (name: string) => (modulePath ? `${modulePath}.${name}` : name);
       for (const [name, param] of module.params) out[key(name)] = param;
       for (const [name, buffer] of module.buffers) if (!module.nonPersistent.has(name)) out[key(name)] = buffer;
@@ -173,7 +205,7 @@ export abstract class Module {
     const entries = dict instanceof Map ? dict : new Map(Object.entries(dict));
     const own = this.stateDict();
     const missingKeys = Object.keys(own).filter((k) => !entries.has(k));
-    const unexpectedKeys = [...entries.keys()].filter((k) => !(k in own));
+    const unexpectedKeys = [...entries.keys()].filter((k) => !Object.hasOwn(own, k));
     const shapeMismatches: ShapeMismatch[] = [];
     for (const [key, target] of Object.entries(own)) {
       const value = entries.get(key);
@@ -188,11 +220,18 @@ export abstract class Module {
         shapeMismatches,
       });
     }
-    for (const [modulePath, module] of this.namedModules()) {
+    for (const [modulePath, module] of this.walkModules()) {
       const key = (name: string) => (modulePath ? `${modulePath}.${name}` : name);
       for (const [name, param] of module.params) {
         const value = entries.get(key(name));
-        if (value) param.assign(value.dtype === param.dtype ? value : tf.tidy(() => tf.cast(value, param.dtype)));
+        if (!value) continue;
+        if (value.dtype === param.dtype) {
+          param.assign(value);
+        } else {
+          const cast = tf.cast(value, param.dtype);
+          param.assign(cast);
+          cast.dispose();
+        }
       }
       for (const name of module.buffers.keys()) {
         const value = entries.get(key(name));
@@ -200,6 +239,35 @@ export abstract class Module {
       }
     }
     return { missingKeys, unexpectedKeys };
+  }
+
+  /**
+   * Every module reached through children, shared ones under each of their paths (what PyTorch's `state_dict`
+   * and `load_state_dict` walk; `namedModules` lists a shared module once).
+   */
+  private *walkModules(prefix = ''): Generator<[string, Module]> {
+    yield [prefix, this];
+    for (const [name, child] of this.childModules) yield* child.walkModules(prefix ? `${prefix}.${name}` : name);
+  }
+
+  /** Extra text inside this module's parentheses in `toString()` (PyTorch's `extra_repr`). */
+  extraRepr(): string {
+    return '';
+  }
+
+  /** A PyTorch-like printout of the module tree. */
+  toString(): string {
+    const lines: string[] = [];
+    const extra = this.extraRepr();
+    if (extra) lines.push(...extra.split('\n'));
+    for (const [name, child] of this.childModules) {
+      const childLines = child.toString().split('\n');
+      lines.push(`(${name}): ${childLines[0]}`, ...childLines.slice(1));
+    }
+    const head = this.constructor.name;
+    if (lines.length === 0) return `${head}()`;
+    if (this.childModules.size === 0 && lines.length === 1) return `${head}(${lines[0]})`;
+    return `${head}(\n${lines.map((l) => `  ${l}`).join('\n')}\n)`;
   }
 
   /** Sets training mode on this module and every descendant (dropout is active only in training). */
@@ -272,6 +340,23 @@ export class ModuleList<T extends Module = Module> extends Module {
 
   [Symbol.iterator](): Iterator<T> {
     return this.items[Symbol.iterator]();
+  }
+
+  /** PyTorch's `ModuleList` printout: runs of identical children are folded into `(0-11): 12 x Block(...)`. */
+  override toString(): string {
+    if (this.items.length === 0) return `${this.constructor.name}()`;
+    const runs: Array<{ start: number; end: number; repr: string }> = [];
+    this.items.forEach((item, i) => {
+      const repr = item.toString();
+      const last = runs[runs.length - 1];
+      if (last && last.repr === repr) last.end = i;
+      else runs.push({ start: i, end: i, repr });
+    });
+    const lines = runs.map(({ start, end, repr }) => {
+      const head = start === end ? `(${start}): ` : `(${start}-${end}): ${end - start + 1} x `;
+      return (head + repr).split('\n').join('\n  ');
+    });
+    return `${this.constructor.name}(\n  ${lines.join('\n  ')}\n)`;
   }
 
   protected override replaceChild(name: string, module: Module): void {

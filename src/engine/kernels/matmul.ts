@@ -1,0 +1,212 @@
+// BatchMatMul / _FusedMatMul for the wasm backend, routed onto the one fast path tfjs-backend-wasm 4.22 has.
+//
+// Its C++ kernel calls XNNPACK only for `a @ b` with no transpose flag and a batch of 1 on both sides; every
+// other case (transposeA, transposeB, or a batch > 1 even when b is shared) runs a naive blocked loop at
+// 1-3 GFLOPS instead of 25-40. TF.js's matmul gradient uses exactly those forms (dA = dy @ b^T,
+// dB = a^T @ dy), so a training step cost ~9x its forward. This wrapper, registered in place of the backend's
+// kernels, rewrites each call onto the fast path with the backend's own Transpose / Reshape kernels:
+//   - transpose flags become an explicit Transpose of that operand (when the matmul is big enough to repay it);
+//   - a batch against an unbatched b is folded into the rows: [B, M, K] @ [K, N] = ([B*M, K] @ [K, N]);
+//   - an unbatched a against a batched b becomes one wide product: a @ [K, B*N], then rows are regrouped;
+//   - a true batch on both sides runs one fast product per batch entry, copied into the output.
+// Small products stay on the original kernel, which wins when there is too little work to repay the copies.
+import type { KernelConfig, KernelFunc, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs';
+import type { WasmBackend } from './wasm-backend.js';
+import { asWasmBackend, copyElements, release, reshapeInfo, transposeInfo } from './wasm-backend.js';
+
+/**
+ * Cost model, in nanoseconds on one wasm thread, measured on tfjs-backend-wasm 4.22 (x86-64, V8 11.3):
+ * naive loop ~0.7 ns per multiply-add with transposeB, ~1.7 with transposeA; XNNPACK ~0.06; Transpose kernel
+ * ~8 ns per element moved; a fresh XNNPACK operator packs its weights at ~1 ns per element of b.
+ */
+const NS_SLOW_NT = 0.7;
+const NS_SLOW_TN = 1.7;
+const NS_FAST = 0.06;
+const NS_TRANSPOSE = 8;
+const NS_PACK = 1;
+/** Per-call overhead of one extra kernel dispatch (allocation, bookkeeping), ns. */
+const NS_CALL = 20_000;
+
+function prod(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function swapLast(rank: number): number[] {
+  const perm = Array.from({ length: rank }, (_, i) => i);
+  perm[rank - 2] = rank - 1;
+  perm[rank - 1] = rank - 2;
+  return perm;
+}
+
+function broadcastBatch(a: readonly number[], b: readonly number[]): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+interface Plan {
+  /** Transpose a / b explicitly before the product. */
+  ta: boolean;
+  tb: boolean;
+  strategy: 'original' | 'fold' | 'wide' | 'loop';
+}
+
+function plan(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean, canRegroup: boolean): Plan {
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  const batchA = prod(a.shape.slice(0, -2));
+  const batchB = prod(b.shape.slice(0, -2));
+  const batch = Math.max(batchA, batchB);
+  const macs = batch * m * k * n;
+  const slowNs = macs * (transposeA ? NS_SLOW_TN : transposeB ? NS_SLOW_NT : NS_SLOW_NT);
+
+  let strategy: Plan['strategy'];
+  let extraNs = 0;
+  if (batchA === 1 && batchB === 1) {
+    strategy = 'fold';
+  } else if (batchB === 1) {
+    strategy = 'fold';
+  } else if (batchA === 1 && canRegroup) {
+    strategy = 'wide';
+    extraNs = (batchB * k * n + batchB * m * n) * NS_TRANSPOSE;
+  } else if (batchA === batchB) {
+    strategy = 'loop';
+    extraNs = batch * (NS_CALL * 3 + (m * k + k * n + m * n) * 0.5 + k * n * NS_PACK);
+  } else {
+    return { ta: false, tb: false, strategy: 'original' };
+  }
+  const fastPathAlready = !transposeA && !transposeB && batchA === 1 && batchB === 1;
+  if (fastPathAlready) return { ta: false, tb: false, strategy: 'original' };
+  const transposeNs = (transposeA ? batchA * m * k : 0) * NS_TRANSPOSE + (transposeB ? batchB * k * n : 0) * NS_TRANSPOSE;
+  const packNs = (transposeB || strategy !== 'fold' ? batchB * k * n * NS_PACK : 0) + NS_CALL * 2;
+  const fastNs = macs * NS_FAST + transposeNs + packNs + extraNs;
+  if (fastNs >= slowNs) return { ta: false, tb: false, strategy: 'original' };
+  return { ta: transposeA, tb: transposeB, strategy };
+}
+
+type Extra = Omit<NamedTensorInfoMap, 'a' | 'b'>;
+
+/** Runs the backend's original kernel with no transposes on a and b of rank >= 2. */
+type Plain = (a: TensorInfo, b: TensorInfo) => TensorInfo;
+
+function routed(backend: WasmBackend, a0: TensorInfo, b0: TensorInfo, p: Plan, plain: Plain): TensorInfo {
+  const temps: TensorInfo[] = [];
+  const a = p.ta ? transposeInfo(backend, a0, swapLast(a0.shape.length)) : a0;
+  const b = p.tb ? transposeInfo(backend, b0, swapLast(b0.shape.length)) : b0;
+  if (p.ta) temps.push(a);
+  if (p.tb) temps.push(b);
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const [m, k] = [a.shape[ra - 2], a.shape[ra - 1]];
+  const n = b.shape[rb - 1];
+  const batchA = prod(a.shape.slice(0, -2));
+  const batchB = prod(b.shape.slice(0, -2));
+  const outShape = [...broadcastBatch(a.shape.slice(0, -2), b.shape.slice(0, -2)), m, n];
+  let out: TensorInfo;
+  try {
+    if (p.strategy === 'fold') {
+      const a2 = reshapeInfo(backend, a, [1, batchA * m, k]);
+      const b2 = reshapeInfo(backend, b, [1, k, n]);
+      temps.push(a2, b2);
+      const r = plain(a2, b2);
+      temps.push(r);
+      out = reshapeInfo(backend, r, outShape);
+    } else if (p.strategy === 'wide') {
+      // a [M, K] @ b [B, K, N]: lay b out as [K, B*N], one product, then regroup [M, B, N] -> [B, M, N].
+      const b3 = reshapeInfo(backend, b, [batchB, k, n]);
+      temps.push(b3);
+      const bw = transposeInfo(backend, b3, [1, 0, 2]);
+      temps.push(bw);
+      const bw2 = reshapeInfo(backend, bw, [1, k, batchB * n]);
+      const a2 = reshapeInfo(backend, a, [1, m, k]);
+      temps.push(bw2, a2);
+      const r = plain(a2, bw2);
+      temps.push(r);
+      const r3 = reshapeInfo(backend, r, [m, batchB, n]);
+      temps.push(r3);
+      const t = transposeInfo(backend, r3, [1, 0, 2]);
+      temps.push(t);
+      out = reshapeInfo(backend, t, outShape);
+    } else {
+      out = backend.makeOutput(outShape, 'float32');
+      for (let i = 0; i < batchA; i++) {
+        const ai = backend.makeOutput([1, m, k], 'float32');
+        const bi = backend.makeOutput([1, k, n], 'float32');
+        copyElements(backend, a, i * m * k, ai, 0, m * k);
+        copyElements(backend, b, i * k * n, bi, 0, k * n);
+        const ri = plain(ai, bi);
+        copyElements(backend, ri, 0, out, i * m * n, m * n);
+        release(backend, ai, bi, ri);
+      }
+    }
+  } finally {
+    release(backend, ...temps);
+  }
+  return out;
+}
+
+let originalBatchMatMul: KernelFunc | undefined;
+let originalFusedMatMul: KernelFunc | undefined;
+
+const batchMatMul: KernelFunc = (args) => {
+  const original = originalBatchMatMul!;
+  const backend = asWasmBackend(args.backend);
+  const a = args.inputs['a'] as TensorInfo;
+  const b = args.inputs['b'] as TensorInfo;
+  const transposeA = args.attrs?.['transposeA'] === true;
+  const transposeB = args.attrs?.['transposeB'] === true;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
+  const p = plan(a, b, transposeA, transposeB, true);
+  if (p.strategy === 'original') return original(args);
+  const plain: Plain = (x, y) =>
+    original({ inputs: { a: x, b: y }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
+  return routed(backend, a, b, p, plain);
+};
+
+const fusedMatMul: KernelFunc = (args) => {
+  const original = originalFusedMatMul!;
+  const backend = asWasmBackend(args.backend);
+  const { a, b, ...extra } = args.inputs as NamedTensorInfoMap & { a: TensorInfo; b: TensorInfo };
+  const attrs = args.attrs ?? {};
+  const transposeA = attrs['transposeA'] === true;
+  const transposeB = attrs['transposeB'] === true;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
+  const p = plan(a, b, transposeA, transposeB, false);
+  if (p.strategy === 'original') return original(args);
+  // Bias and PReLU weights broadcast along the flat output, which transposing the operands and folding the
+  // batch into the rows both preserve; regrouping or per-entry products would not, so those stay original.
+  if (p.strategy !== 'fold') return original(args);
+  const rest: Extra = extra;
+  const plain: Plain = (x, y) =>
+    original({ inputs: { ...rest, a: x, b: y }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } }) as TensorInfo;
+  return routed(backend, a, b, p, plain);
+};
+
+/**
+ * Replaces the wasm backend's BatchMatMul and _FusedMatMul kernels with the routed ones, keeping the originals
+ * (and their setup / dispose functions) to call. Idempotent.
+ */
+export function matMulConfigs(getKernel: (name: string) => KernelConfig | undefined): KernelConfig[] {
+  const configs: KernelConfig[] = [];
+  const bmm = getKernel('BatchMatMul');
+  if (bmm !== undefined && bmm.kernelFunc !== batchMatMul) {
+    originalBatchMatMul = bmm.kernelFunc;
+    configs.push({ ...bmm, kernelFunc: batchMatMul });
+  }
+  const fused = getKernel('_FusedMatMul');
+  if (fused !== undefined && fused.kernelFunc !== fusedMatMul) {
+    originalFusedMatMul = fused.kernelFunc;
+    configs.push({ ...fused, kernelFunc: fusedMatMul });
+  }
+  return configs;
+}

@@ -1,0 +1,114 @@
+// peft-ts public API. Only what is exported here is public; deep imports into dist/ are not supported.
+
+// Engine: TensorFlow.js (re-exported as `tf`) and backend selection.
+export { tf, setBackend, ensureBackend, getBackend, backendNames, backendEnvVar } from './engine/index.js';
+export type { BackendName } from './engine/index.js';
+
+// Errors.
+export {
+  PeftTsError,
+  SafetensorsError,
+  NpyError,
+  StateDictError,
+  ConfigError,
+  BackendUnavailableError,
+  ShapeError,
+  UnsupportedModelError,
+  HubError,
+  TokenizerError,
+  GenerationError,
+} from './errors.js';
+export type { PeftTsErrorCode, SafetensorsErrorReason, ConfigIssue, ShapeMismatch } from './errors.js';
+
+// Checkpoint I/O: safetensors, sharded checkpoints, .npy, atomic writes.
+export {
+  SafetensorsFile,
+  parseSafetensors,
+  loadSafetensors,
+  serializeSafetensors,
+  saveSafetensors,
+  float32ToBf16Bits,
+  bf16BitsToFloat32,
+  float32ToF16Bits,
+  f16BitsToFloat32,
+  writeFileAtomic,
+  writeJsonAtomic,
+  loadCheckpoint,
+  saveCheckpoint,
+  readNpy,
+  writeNpy,
+  loadNpy,
+  saveNpy,
+  npyToTensor,
+  tensorToNpy,
+} from './io/index.js';
+export type { SafetensorsDtype, RawTensor, TensorInfo, SerializeOptions, SaveCheckpointOptions, NpyArray, NpyDtype } from './io/index.js';
+
+// Module tree and layers.
+export {
+  Module,
+  ModuleList,
+  Sequential,
+  Identity,
+  Linear,
+  Conv1D,
+  GPT2Conv1D,
+  Conv1d,
+  Conv2d,
+  Embedding,
+  LayerNorm,
+  RMSNorm,
+  Dropout,
+  Activation,
+  GELU,
+  SiLU,
+  ReLU,
+  Tanh,
+  getActivation,
+  gelu,
+  geluTanh,
+  geluNew,
+  quickGelu,
+  silu,
+  relu,
+  init,
+} from './nn/index.js';
+export type {
+  Parameter,
+  StateDict,
+  LoadStateDictOptions,
+  LoadStateDictReport,
+  LayerKind,
+  Layer,
+  AdaptableLayer,
+  ForwardContext,
+  LinearOptions,
+  Conv1dOptions,
+  Conv2dOptions,
+  EmbeddingOptions,
+  ActivationFn,
+} from './nn/index.js';
+
+// Models.
+export { AutoConfig, AutoModelForCausalLM } from './models/auto.js';
+export type { FromPretrainedOptions } from './models/auto.js';
+export { PreTrainedCausalLM } from './models/pretrained.js';
+export type { BaseModelConfig } from './models/pretrained.js';
+export type { CausalLMInput, CausalLMOutput, IdsInput } from './models/outputs.js';
+export { disposeOutput } from './models/outputs.js';
+export { causalLMLoss, crossEntropy, IGNORE_INDEX } from './models/loss.js';
+export { GPT2LMHeadModel, GPT2Model } from './models/gpt2/modeling.js';
+export { parseGPT2Config } from './models/gpt2/config.js';
+export type { GPT2Config } from './models/gpt2/config.js';
+
+// Tokenizers and the hub.
+export { AutoTokenizer, PreTrainedTokenizer } from './tokenizers/index.js';
+export type { BatchEncodeOptions, BatchEncoding, DecodeOptions, EncodeOptions, ChatMessage, ChatTemplateOptions, TokenizerLoadOptions } from './tokenizers/index.js';
+export { resolvePretrained } from './hub/index.js';
+export type { HubOptions, DownloadProgress } from './hub/index.js';
+
+// Generation.
+export { generate } from './generation/generate.js';
+export type { GenerativeModel } from './generation/generate.js';
+export { KVCache } from './generation/cache.js';
+export type { GenerationOptions, StreamEvent } from './generation/config.js';
