@@ -15,6 +15,7 @@ export {
   ShapeError,
   UnsupportedModelError,
   HubError,
+  HubNotCachedError,
   TokenizerError,
   GenerationError,
 } from './errors.js';

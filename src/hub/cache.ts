@@ -6,7 +6,8 @@
  * peft-ts adds `.peft-ts/<commit>.files.json` (the repo's file list at that commit) so that a later call can tell a
  * complete snapshot from a partial one without asking the hub. Python's cache scanner ignores it.
  */
-import { copyFile, lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { copyFile, mkdir, readFile, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { getRepoFolderName } from '@huggingface/hub';
 
@@ -34,7 +35,7 @@ async function exists(path: string): Promise<boolean> {
 /** Writes through a temporary file so a crash never leaves a truncated ref or manifest. */
 async function writeAtomic(path: string, content: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  const tmp = `${path}.${randomUUID()}.tmp`;
   await writeFile(tmp, content);
   await rename(tmp, path);
 }
@@ -109,19 +110,27 @@ export class RepoCache {
     await writeAtomic(this.manifestPath(commit), JSON.stringify(files));
   }
 
-  /** Points the snapshot entry at the blob: a relative symlink, as huggingface_hub makes, or a copy where links fail. */
+  /**
+   * Points the snapshot entry at the blob: a relative symlink, as huggingface_hub makes, or a copy where links are
+   * not allowed (Windows without developer mode). The copy goes through a temporary file and a rename, so it never
+   * writes through an existing link into the blob itself.
+   */
   async linkBlob(blob: string, pointer: string): Promise<void> {
     await mkdir(dirname(pointer), { recursive: true });
-    try {
-      await lstat(pointer);
+    const target = relative(dirname(pointer), blob);
+    for (let attempt = 0; attempt < 2; attempt++) {
       await rm(pointer, { force: true });
-    } catch {
-      // nothing to replace
+      try {
+        await symlink(target, pointer);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') break;
+        // Another writer linked it between our rm and symlink: fine if it points at the same blob.
+        if ((await realpath(pointer).catch(() => '')) === (await realpath(blob))) return;
+      }
     }
-    try {
-      await symlink(relative(dirname(pointer), blob), pointer);
-    } catch {
-      await copyFile(blob, pointer);
-    }
+    const tmp = `${pointer}.${randomUUID()}.tmp`;
+    await copyFile(blob, tmp);
+    await rename(tmp, pointer);
   }
 }

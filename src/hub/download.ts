@@ -86,7 +86,7 @@ class ContentCheck {
   }
 }
 
-/** The body stopped before `size` bytes without a socket error (retried like one). */
+/** A transient failure (body cut short, 5xx, 429) retried like a network error. */
 class TransferInterrupted extends Error {}
 
 async function sizeOf(path: string): Promise<number> {
@@ -126,17 +126,24 @@ async function transfer(s: TransferState): Promise<void> {
   try {
     const headers: Record<string, string> = { 'accept-encoding': 'identity' };
     if (start > 0) headers['range'] = `bytes=${start}-`;
+    await s.check.syncTo(s.tmp, start); // before the request, so re-hashing a large partial cannot trip the timer
     const res = await s.client.fetch(s.url, { headers, signal: ctl.signal });
     if (res.status === 416 && start > 0) {
       await res.body?.cancel();
       await truncate(s.tmp, 0); // the server disagrees about the length: drop the partial, retry whole
       throw new TransferInterrupted('range not satisfiable');
     }
+    if (res.status >= 500 || res.status === 429) {
+      await res.body?.cancel();
+      throw new TransferInterrupted(`HTTP ${res.status}`);
+    }
     if (!res.ok || !res.body) throw httpError(res.status, { ...s.ctx, errorCode: res.headers.get('x-error-code') ?? undefined });
     const append = start > 0 && res.status === 206 && rangeStart(res.headers.get('content-range')) === start;
-    if (!append) start = 0;
+    if (!append) {
+      start = 0;
+      await s.check.syncTo(s.tmp, 0);
+    }
     s.resumed ||= append;
-    await s.check.syncTo(s.tmp, start);
     const fh = await open(s.tmp, append ? 'a' : 'w');
     let done = start;
     try {
@@ -200,9 +207,18 @@ async function downloadBlobOnce(
       try {
         await transfer(state);
       } catch (err) {
-        if ((err instanceof TransferInterrupted || isNetworkError(err)) && attempt < MAX_RETRIES) {
+        const transient = err instanceof TransferInterrupted || isNetworkError(err);
+        if (transient && attempt < MAX_RETRIES) {
           await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
           continue;
+        }
+        if (err instanceof TransferInterrupted) {
+          throw new HubError(
+            ctx.repoId,
+            `Downloading "${ctx.file}" from ${ctx.endpoint} failed ${MAX_RETRIES + 1} times (last: ${err.message}); ` +
+              `${await sizeOf(tmp)} bytes are kept in ${tmp} and the next call resumes from there.`,
+            { cause: err },
+          );
         }
         throw err;
       }

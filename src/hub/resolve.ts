@@ -35,6 +35,10 @@ function looksLikePath(s: string): boolean {
   return /^(\.|\/|~|[A-Za-z]:)/.test(s) || s.includes('\\') || s.split('/').length > 2;
 }
 
+function brief(list: readonly string[], n = 8): string {
+  return list.length > n ? `${list.slice(0, n).join(', ')}, ... (${list.length} in all)` : list.join(', ');
+}
+
 type Wanted = (files: readonly string[]) => string[];
 
 interface CacheLookup {
@@ -145,8 +149,8 @@ export async function resolvePretrained(pathOrRepoId: string, options: HubOption
   if (selected.length === 0) {
     throw new HubError(
       repoId,
-      `${repoId}@${revision} has no files matching allowPatterns [${settings.allowPatterns.join(', ')}] ` +
-        `(ignoring [${settings.ignorePatterns.join(', ')}]). Its files: ${files.slice(0, 20).join(', ')}.`,
+      `${repoId}@${revision} has no files matching allowPatterns [${brief(settings.allowPatterns)}] ` +
+        `(ignorePatterns [${brief(settings.ignorePatterns)}]). Its files: ${brief(files)}.`,
     );
   }
   const unsafe = selected.find((f) => !isSafeRelativePath(f));

@@ -45,6 +45,8 @@ export class FakeHub {
   readonly requests: RecordedRequest[] = [];
   /** sha256 → number of bytes after which the next GET of that blob is cut off (once). */
   readonly dropAfter = new Map<string, number>();
+  /** Answer this many CDN requests with 503 before serving again. */
+  cdnFailures = 0;
   /** Answer 200 with the whole file even when a Range is asked for. */
   ignoreRange = false;
   private readonly blobs = new Map<string, Buffer>();
@@ -79,6 +81,10 @@ export class FakeHub {
     const range = typeof req.headers.range === 'string' ? req.headers.range : undefined;
     this.requests.push({ method: req.method ?? 'GET', url: url.pathname, authorization: auth, range });
     const path = decodeURIComponent(url.pathname);
+    if (path.startsWith('/cdn/') && this.cdnFailures > 0) {
+      this.cdnFailures--;
+      return this.fail(res, 503, undefined, 'overloaded');
+    }
     if (path.startsWith('/cdn/')) return this.sendBlob(req, res, path.slice(5));
     const api = /^\/api\/models\/(.+)\/revision\/(.+)$/.exec(path);
     const resolve = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(path);

@@ -46,6 +46,7 @@ beforeEach(async () => {
   cacheDir = await mkdtemp(join(tmpdir(), 'peft-ts-hub-cache-'));
   hub.requests.length = 0;
   hub.ignoreRange = false;
+  hub.cdnFailures = 0;
   hub.repos.get('org/tiny')!.refs['main'] = C1;
 });
 
@@ -223,6 +224,24 @@ describe('resolvePretrained: resumable downloads', () => {
     assert.equal(gets[0]!.range, undefined);
     const resumedAt = Number(/^bytes=(\d+)-$/.exec(gets[1]!.range ?? '')?.[1]);
     assert.ok(resumedAt >= 100_000 && resumedAt <= 120_000, `resumed at ${resumedAt}`);
+  });
+
+  it('retries server errors, then fails with a HubError that keeps the partial for next time', async () => {
+    hub.cdnFailures = 2;
+    const dir = await resolvePretrained('org/tiny', opts());
+    assert.deepEqual(await readFile(join(dir, 'model.safetensors')), weights);
+    assert.equal(cdnGets().length, 3);
+    await rm(cacheDir, { recursive: true });
+    hub.cdnFailures = 100;
+    await assert.rejects(resolvePretrained('org/tiny', opts()), (e: unknown) => e instanceof HubError && /failed 6 times \(last: HTTP 503\)/.test(e.message));
+    hub.cdnFailures = 0;
+  });
+
+  it('concurrent calls share one download', async () => {
+    const [a, b] = await Promise.all([resolvePretrained('org/tiny', opts()), resolvePretrained('org/tiny', opts())]);
+    assert.equal(a, b);
+    assert.deepEqual(await readFile(join(a, 'model.safetensors')), weights);
+    assert.equal(cdnGets().length, 1);
   });
 
   it('continues a .incomplete blob left by an earlier process', async () => {

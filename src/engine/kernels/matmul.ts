@@ -15,16 +15,18 @@ import type { WasmBackend } from './wasm-backend.js';
 import { asWasmBackend, copyElements, release, reshapeInfo, transposeInfo } from './wasm-backend.js';
 
 /**
- * Cost model, in nanoseconds on one wasm thread, measured on tfjs-backend-wasm 4.22 (x86-64, V8 11.3):
- * naive loop ~0.7 ns per multiply-add with transposeB, ~1.7 with transposeA; XNNPACK ~0.06; Transpose kernel
- * ~8 ns per element moved; a fresh XNNPACK operator packs its weights at ~1 ns per element of b.
+ * Cost model, in nanoseconds per multiply-add or per element on one wasm thread, measured with
+ * tfjs-backend-wasm 4.22 SIMD on x86-64 (Node 20): the naive loop runs ~0.9 ns/MAC (NN batched), ~0.7 with
+ * transposeB and ~1.7 with transposeA; XNNPACK ~0.05; the Transpose kernel ~8 ns per element moved; a new
+ * XNNPACK operator packs b at ~1 ns per element; each extra kernel dispatch costs some microseconds.
  */
+const NS_SLOW_NN = 0.9;
 const NS_SLOW_NT = 0.7;
 const NS_SLOW_TN = 1.7;
-const NS_FAST = 0.06;
+const NS_FAST = 0.05;
 const NS_TRANSPOSE = 8;
+const NS_COPY = 0.5;
 const NS_PACK = 1;
-/** Per-call overhead of one extra kernel dispatch (allocation, bookkeeping), ns. */
 const NS_CALL = 20_000;
 
 function prod(shape: readonly number[]): number {
@@ -51,6 +53,17 @@ function broadcastBatch(a: readonly number[], b: readonly number[]): number[] {
   return out;
 }
 
+/** 'auto': route when the cost model says it pays; 'always' / 'never': for tests and benchmarks. */
+export type MatMulRouting = 'auto' | 'always' | 'never';
+let routing: MatMulRouting = 'auto';
+
+/** Sets how wasm matmuls are routed (default 'auto'); returns the previous setting. */
+export function setMatMulRouting(mode: MatMulRouting): MatMulRouting {
+  const previous = routing;
+  routing = mode;
+  return previous;
+}
+
 interface Plan {
   /** Transpose a / b explicitly before the product. */
   ta: boolean;
@@ -68,29 +81,27 @@ function plan(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boo
   const batchB = prod(b.shape.slice(0, -2));
   const batch = Math.max(batchA, batchB);
   const macs = batch * m * k * n;
-  const slowNs = macs * (transposeA ? NS_SLOW_TN : transposeB ? NS_SLOW_NT : NS_SLOW_NT);
+  const slowNs = macs * (transposeA ? NS_SLOW_TN : transposeB ? NS_SLOW_NT : NS_SLOW_NN);
 
   let strategy: Plan['strategy'];
   let extraNs = 0;
-  if (batchA === 1 && batchB === 1) {
-    strategy = 'fold';
-  } else if (batchB === 1) {
+  if (batchB === 1) {
     strategy = 'fold';
   } else if (batchA === 1 && canRegroup) {
     strategy = 'wide';
     extraNs = (batchB * k * n + batchB * m * n) * NS_TRANSPOSE;
   } else if (batchA === batchB) {
     strategy = 'loop';
-    extraNs = batch * (NS_CALL * 3 + (m * k + k * n + m * n) * 0.5 + k * n * NS_PACK);
+    extraNs = batch * (NS_CALL * 3 + (m * k + k * n + m * n) * NS_COPY);
   } else {
     return { ta: false, tb: false, strategy: 'original' };
   }
   const fastPathAlready = !transposeA && !transposeB && batchA === 1 && batchB === 1;
-  if (fastPathAlready) return { ta: false, tb: false, strategy: 'original' };
+  if (routing === 'never' || fastPathAlready) return { ta: false, tb: false, strategy: 'original' };
   const transposeNs = (transposeA ? batchA * m * k : 0) * NS_TRANSPOSE + (transposeB ? batchB * k * n : 0) * NS_TRANSPOSE;
   const packNs = (transposeB || strategy !== 'fold' ? batchB * k * n * NS_PACK : 0) + NS_CALL * 2;
   const fastNs = macs * NS_FAST + transposeNs + packNs + extraNs;
-  if (fastNs >= slowNs) return { ta: false, tb: false, strategy: 'original' };
+  if (routing === 'auto' && fastNs >= slowNs) return { ta: false, tb: false, strategy: 'original' };
   return { ta: transposeA, tb: transposeB, strategy };
 }
 
