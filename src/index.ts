@@ -101,6 +101,43 @@ export { causalLMLoss, crossEntropy, IGNORE_INDEX } from './models/loss.js';
 export { GPT2LMHeadModel, GPT2Model } from './models/gpt2/modeling.js';
 export { parseGPT2Config } from './models/gpt2/config.js';
 export type { GPT2Config } from './models/gpt2/config.js';
+export {
+  LlamaForCausalLM,
+  LlamaModel,
+  LlamaDecoderLayer,
+  LlamaAttention,
+  LlamaMLP,
+  LlamaRMSNorm,
+  LlamaRotaryEmbedding,
+  parseLlamaConfig,
+  computeRopeInvFreq,
+} from './models/llama/index.js';
+export type { LlamaConfig, LlamaModuleClasses, AttentionLayerType, RopeParameters, RopeType } from './models/llama/index.js';
+export { MistralForCausalLM, MistralModel, parseMistralConfig } from './models/mistral/index.js';
+export type { MistralConfig } from './models/mistral/index.js';
+export { Qwen2ForCausalLM, Qwen2Model, parseQwen2Config } from './models/qwen2/index.js';
+export type { Qwen2Config } from './models/qwen2/index.js';
+// Encoders (AutoModel) and sequence classifiers (AutoModelForSequenceClassification).
+export { AutoModel, AutoModelForSequenceClassification, modelFromPretrained } from './models/auto.js';
+export type { EncoderFromPretrainedOptions } from './models/auto.js';
+export { PreTrainedEncoder, PreTrainedForSequenceClassification, disposeEncoderOutput } from './models/pretrained.js';
+export type {
+  EncoderInput,
+  EncoderOutput,
+  SequenceClassificationInput,
+  SequenceClassificationOutput,
+  ClassificationLabels,
+} from './models/pretrained.js';
+export type { ProblemType, ClassificationConfig } from './models/encoder.js';
+export { BertModel, BertForSequenceClassification } from './models/bert/modeling.js';
+export { parseBertConfig } from './models/bert/config.js';
+export type { BertConfig } from './models/bert/config.js';
+export { DistilBertModel, DistilBertForSequenceClassification } from './models/distilbert/modeling.js';
+export { parseDistilBertConfig } from './models/distilbert/config.js';
+export type { DistilBertConfig } from './models/distilbert/config.js';
+export { CLIPTextModel } from './models/clip/modeling.js';
+export { parseCLIPTextConfig } from './models/clip/config.js';
+export type { CLIPTextConfig } from './models/clip/config.js';
 
 // Tokenizers and the hub.
 export { AutoTokenizer, PreTrainedTokenizer } from './tokenizers/index.js';

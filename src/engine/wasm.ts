@@ -45,6 +45,8 @@ export interface WasmOptions {
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 let requestedThreads = 1;
+/** Threads asked for explicitly through configureWasm; later calls without options (setBackend's) keep it. */
+let explicitThreads: number | undefined;
 let startedThreads: number | undefined;
 let factoryWrapped = false;
 
@@ -91,11 +93,13 @@ function wasmStarted(): boolean {
 /**
  * Prepares the wasm backend before `tf.setBackend('wasm')`: SIMD on where the runtime has it, and `threads`
  * XNNPACK threads in Node (see the comment at the top of this file). Calling it again before the backend
- * starts replaces the settings; after, it changes nothing.
+ * starts replaces the settings (a call without `threads` keeps an earlier explicit count); after the backend
+ * has started it changes nothing.
  */
 export async function configureWasm(options: WasmOptions = {}): Promise<void> {
   if (wasmStarted()) return;
-  const threads = await resolveThreads(options.threads);
+  const threads = await resolveThreads(options.threads ?? explicitThreads);
+  if (options.threads !== undefined) explicitThreads = options.threads;
   const simd = simdSupported();
   tf.env().set('WASM_HAS_SIMD_SUPPORT', simd);
   // The threaded binary is also the SIMD one: TF.js picks it only with both flags.

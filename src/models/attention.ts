@@ -1,4 +1,5 @@
 import { tf } from '../engine/tf.js';
+import { ShapeError } from '../errors.js';
 
 /** float32's most negative finite value: transformers' mask fill (a finite value keeps fully masked rows NaN-free). */
 export const MASK_MIN = -3.4028234663852886e38;
@@ -23,6 +24,23 @@ export function causalAttentionBias(queryLen: number, pastLen: number, attention
       allowed = tf.logicalAnd(allowed, keep);
     }
     return tf.mul(tf.sub(1, tf.cast(allowed, 'float32')), MASK_MIN) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Additive attention bias of a bidirectional encoder (BERT, DistilBERT): `[batch|1, 1, 1, seqLen]`, 0 for keys
+ * whose `attentionMask` entry is 1, MASK_MIN for padding keys, broadcast over heads and queries (transformers'
+ * `create_bidirectional_mask`). Without a mask every key is visible (all zeros).
+ */
+export function bidirectionalAttentionBias(seqLen: number, attentionMask?: tf.Tensor2D): tf.Tensor4D {
+  return tf.tidy(() => {
+    if (!attentionMask) return tf.zeros([1, 1, 1, seqLen]) as tf.Tensor4D;
+    const [batch, maskLen] = attentionMask.shape;
+    if (maskLen !== seqLen) {
+      throw new ShapeError(`attentionMask covers ${maskLen} positions but the input has ${seqLen}.`);
+    }
+    const keep = tf.cast(tf.cast(attentionMask, 'bool'), 'float32').reshape([batch, 1, 1, seqLen]);
+    return tf.mul(tf.sub(1, keep), MASK_MIN) as tf.Tensor4D;
   });
 }
 
@@ -56,4 +74,69 @@ export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
 export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
   const [batch, heads, seq, headDim] = x.shape;
   return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [batch, seq, heads * headDim]);
+}
+
+/**
+ * {@link causalAttentionBias} restricted to a sliding window (Mistral, Qwen2's sliding layers): query i (cache
+ * position `pastLen + i`) sees key j only if `j <= pastLen + i` and `j > pastLen + i - slidingWindow`, i.e. its
+ * own position and the `slidingWindow - 1` before it (transformers' `sliding_window_overlay`:
+ * `kv_idx > q_idx - sliding_window`). Positions are cache indices, padding included, as in transformers.
+ */
+export function slidingWindowCausalAttentionBias(
+  queryLen: number,
+  pastLen: number,
+  slidingWindow: number,
+  attentionMask?: tf.Tensor2D,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const keyLen = pastLen + queryLen;
+    const queryPos = tf.add(tf.range(0, queryLen, 1, 'int32'), pastLen).reshape([queryLen, 1]);
+    const keyPos = tf.range(0, keyLen, 1, 'int32').reshape([1, keyLen]);
+    const inWindow = tf.greater(keyPos, tf.sub(queryPos, slidingWindow));
+    let allowed: tf.Tensor = tf.logicalAnd(tf.lessEqual(keyPos, queryPos), inWindow).reshape([1, 1, queryLen, keyLen]);
+    if (attentionMask) {
+      const [batch, maskLen] = attentionMask.shape;
+      if (maskLen !== keyLen) {
+        throw new RangeError(`attentionMask covers ${maskLen} positions but attention spans ${keyLen} (past ${pastLen} + new ${queryLen}).`);
+      }
+      allowed = tf.logicalAnd(allowed, tf.cast(attentionMask, 'bool').reshape([batch, 1, 1, keyLen]));
+    }
+    return tf.mul(tf.sub(1, tf.cast(allowed, 'float32')), MASK_MIN) as tf.Tensor4D;
+  });
+}
+
+/** transformers' `rotate_half`: `[x1, x2] -> [-x2, x1]` over the two halves of the last dimension. */
+export function rotateHalf(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const half = x.shape[x.rank - 1]! / 2;
+    const [x1, x2] = tf.split(x, [half, half], -1) as [tf.Tensor, tf.Tensor];
+    return tf.concat([tf.neg(x2), x1], -1);
+  });
+}
+
+/**
+ * transformers' `apply_rotary_pos_emb` for one of q/k: `x * cos + rotate_half(x) * sin`, with x
+ * `[batch, heads, seq, headDim]` and cos/sin `[batch|1, seq, headDim]` (broadcast over heads).
+ */
+export function applyRotaryPosEmb(x: tf.Tensor4D, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const c = tf.expandDims(cos, 1);
+    const s = tf.expandDims(sin, 1);
+    return tf.add(tf.mul(x, c), tf.mul(rotateHalf(x), s)) as tf.Tensor4D;
+  });
+}
+
+/**
+ * transformers' `repeat_kv` (grouped-query attention): `[batch, kvHeads, seq, headDim]` ->
+ * `[batch, kvHeads * nRep, seq, headDim]`, each key/value head repeated `nRep` times in a row
+ * (`repeat_interleave` on dim 1). Returns the input itself when `nRep` is 1.
+ */
+export function repeatKv(x: tf.Tensor4D, nRep: number): tf.Tensor4D {
+  if (nRep === 1) return x;
+  return tf.tidy(() => {
+    const [batch, kvHeads, seq, headDim] = x.shape;
+    // Rank-4 tile: TF.js has no tile gradient above rank 4.
+    const tiled = tf.tile(tf.reshape(x, [batch, kvHeads, 1, seq * headDim]), [1, 1, nRep, 1]);
+    return tf.reshape(tiled, [batch, kvHeads * nRep, seq, headDim]);
+  });
 }

@@ -77,11 +77,28 @@ def module_tree(model: torch.nn.Module, checkpoint_file: Path | None = None) -> 
     return out
 
 
+def _dump(obj: Any, indent: int) -> str:
+    """JSON with dicts and lists of containers indented, lists of scalars (token rows, shapes) on one line."""
+    pad = " " * indent
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f'{pad} {json.dumps(str(k))}: {_dump(v, indent + 1)}' for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, (list, tuple)):
+        if all(not isinstance(x, (dict, list, tuple)) for x in obj):
+            return "[" + ", ".join(json.dumps(x) for x in obj) + "]"
+        items = [pad + " " + _dump(x, indent + 1) for x in obj]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    return json.dumps(obj)
+
+
 def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = _dump(obj, 0)
+    assert json.loads(text) == json.loads(json.dumps(obj))
     with open(path, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-        f.write("\n")
+        f.write(text + "\n")
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> None:
