@@ -38,8 +38,8 @@ async function start(name: BackendName): Promise<void> {
   } else if (name === 'webgl') {
     // Registered by @tensorflow/tfjs itself.
   } else if (name === 'cpu') {
-    // The cpu backend greets Node users with advice to install tfjs-node; the choice is ours to report.
-    if (isNode) tf.env().set('PROD', true);
+    // Registered by @tensorflow/tfjs itself. Its greeting to Node users (install tfjs-node) is marked as given
+    // by registerEngineKernels, without PROD mode, which would mute every other TF.js warning too.
   } else {
     const pkg = optionalPackages[name];
     if (pkg === undefined) throw new BackendUnavailableError(name, `No loader for backend "${name}".`);

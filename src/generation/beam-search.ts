@@ -157,12 +157,21 @@ function finalize(
     if (done[b]) return;
     for (let j = 0; j < k; j++) h.add(rows[b * k + j]!.slice(), beamScores[b * k + j]!, rows[b * k + j]!.length - promptLength);
   });
-  const best = hyps.map((h) => [...h.beams].sort((x, y) => x.score - y.score).pop()!.tokens);
+  // The best `numReturnSequences` hypotheses of each prompt, best first.
+  const best = hyps.flatMap((h) =>
+    [...h.beams]
+      .sort((x, y) => x.score - y.score)
+      .reverse() // ties: the later hypothesis first, as Python's sorted(...).pop()
+      .slice(0, o.numReturnSequences)
+      .map((b) => b.tokens),
+  );
   const maxLen = Math.min(Math.max(...best.map((t) => t.length)) + 1, promptLength + o.maxNewTokens);
+  // transformers fills with `pad_token_id or eos_token_id[0]`: a pad id of 0 counts as unset there, and here.
+  const fill = (o.padTokenId || o.eosTokenIds[0]) ?? 0;
   return best.map((tokens) => {
     const out = [...tokens];
     if (out.length < maxLen && o.eosTokenIds.length) out.push(o.eosTokenIds[0]!);
-    while (out.length < maxLen) out.push(o.padTokenId ?? 0);
+    while (out.length < maxLen) out.push(fill);
     return out;
   });
 }

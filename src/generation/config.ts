@@ -26,6 +26,8 @@ export interface GenerationOptions {
   /** Seed for sampling; unseeded sampling differs run to run. */
   seed?: number;
   numBeams?: number;
+  /** Sequences returned per prompt: the best beams, or independent samples (rows grouped by prompt). */
+  numReturnSequences?: number;
   lengthPenalty?: number;
   earlyStopping?: boolean | 'never';
   repetitionPenalty?: number;
@@ -49,6 +51,7 @@ export interface ResolvedGenerationOptions {
   topP: number;
   seed: number | undefined;
   numBeams: number;
+  numReturnSequences: number;
   lengthPenalty: number;
   earlyStopping: boolean | 'never';
   repetitionPenalty: number;
@@ -67,6 +70,7 @@ const snakeToCamel: Record<string, keyof GenerationOptions> = {
   top_k: 'topK',
   top_p: 'topP',
   num_beams: 'numBeams',
+  num_return_sequences: 'numReturnSequences',
   length_penalty: 'lengthPenalty',
   early_stopping: 'earlyStopping',
   repetition_penalty: 'repetitionPenalty',
@@ -117,6 +121,7 @@ export function resolveGenerationOptions(
     topP: o.topP ?? 1,
     seed: o.seed,
     numBeams: o.numBeams ?? 1,
+    numReturnSequences: o.numReturnSequences ?? 1,
     lengthPenalty: o.lengthPenalty ?? 1,
     earlyStopping: o.earlyStopping ?? false,
     repetitionPenalty: o.repetitionPenalty ?? 1,
@@ -130,6 +135,13 @@ export function resolveGenerationOptions(
   check(Number.isInteger(resolved.topK) && resolved.topK >= 0, 'topK', `must be a non-negative integer, got ${resolved.topK}`);
   check(resolved.topP > 0 && resolved.topP <= 1, 'topP', `must be in (0, 1], got ${resolved.topP}`);
   check(Number.isInteger(resolved.numBeams) && resolved.numBeams >= 1, 'numBeams', `must be a positive integer, got ${resolved.numBeams}`);
+  const n = resolved.numReturnSequences;
+  check(Number.isInteger(n) && n >= 1, 'numReturnSequences', `must be a positive integer, got ${n}`);
+  check(
+    n === 1 || resolved.doSample || n <= resolved.numBeams,
+    'numReturnSequences',
+    resolved.numBeams > 1 ? `must be <= numBeams (${resolved.numBeams}), got ${n}` : `greedy decoding returns one sequence per prompt; set doSample or numBeams to return ${n}`,
+  );
   check(resolved.repetitionPenalty > 0, 'repetitionPenalty', `must be > 0, got ${resolved.repetitionPenalty}`);
   check(!(resolved.numBeams > 1 && resolved.doSample), 'doSample', 'beam sampling (doSample with numBeams > 1) is not supported; use one or the other');
   check(!(resolved.numBeams > 1 && resolved.onToken), 'onToken', 'streaming is not available with beam search (as in transformers)');

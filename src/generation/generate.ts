@@ -85,9 +85,11 @@ export async function generate(
   }
   const resolved = resolveGenerationOptions(prompts[0]!.length, options, model.generationConfig);
   if (resolved.numBeams > 1) return beamSearch(model, prompts, mask, resolved, ctx);
+  // Several samples per prompt: each prompt repeated, its copies adjacent, as transformers expands inputs.
+  const copies = <T>(rows: T[][]) => rows.flatMap((r) => Array.from({ length: resolved.numReturnSequences }, () => [...r]));
   const state = new DecodingState(
-    prompts.map((r) => [...r]),
-    mask.map((m) => [...m]),
+    copies(prompts),
+    copies(mask),
     resolved.useCache ? new KVCache() : undefined,
   );
   try {

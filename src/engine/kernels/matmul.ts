@@ -4,26 +4,28 @@
 // other case (transposeA, transposeB, or a batch > 1 even when b is shared) runs a naive blocked loop at
 // 1-3 GFLOPS instead of 25-40. TF.js's matmul gradient uses exactly those forms (dA = dy @ b^T,
 // dB = a^T @ dy), so a training step cost ~9x its forward. This wrapper, registered in place of the backend's
-// kernels, rewrites each call onto the fast path with the backend's own Transpose / Reshape kernels:
-//   - transpose flags become an explicit Transpose of that operand (when the matmul is big enough to repay it);
+// kernels, rewrites each call onto the fast path with kernel-level transposes, copies and reshapes:
+//   - transpose flags become an explicit transpose of that operand (when the matmul is big enough to repay it);
 //   - a batch against an unbatched b is folded into the rows: [B, M, K] @ [K, N] = ([B*M, K] @ [K, N]);
 //   - an unbatched a against a batched b becomes one wide product: a @ [K, B*N], then rows are regrouped;
 //   - a true batch on both sides runs one fast product per batch entry, copied into the output.
 // Small products stay on the original kernel, which wins when there is too little work to repay the copies.
 import type { KernelConfig, KernelFunc, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs';
 import type { WasmBackend } from './wasm-backend.js';
-import { asWasmBackend, copyElements, release, reshapeInfo, transposeInfo } from './wasm-backend.js';
+import { asWasmBackend, copyElements, release, reshapeInfo, transposeInfo, transposeLastTwo } from './wasm-backend.js';
 
 /**
  * Cost model, in nanoseconds per multiply-add or per element on one wasm thread, measured with
  * tfjs-backend-wasm 4.22 SIMD on x86-64 (Node 20): the naive loop runs ~0.9 ns/MAC (NN batched), ~0.7 with
- * transposeB and ~1.7 with transposeA; XNNPACK ~0.05; the Transpose kernel ~8 ns per element moved; a new
- * XNNPACK operator packs b at ~1 ns per element; each extra kernel dispatch costs some microseconds.
+ * transposeB and ~1.7 with transposeA; XNNPACK ~0.05; swapping the last two dimensions (transposeLastTwo)
+ * ~2.5 ns per element, the Transpose kernel ~8 for other permutations; a new XNNPACK operator packs b at
+ * ~1 ns per element; each extra kernel dispatch costs some microseconds.
  */
 const NS_SLOW_NN = 0.9;
 const NS_SLOW_NT = 0.7;
 const NS_SLOW_TN = 1.7;
 const NS_FAST = 0.05;
+const NS_SWAP = 2.5;
 const NS_TRANSPOSE = 8;
 const NS_COPY = 0.5;
 const NS_PACK = 1;
@@ -33,13 +35,6 @@ function prod(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
-}
-
-function swapLast(rank: number): number[] {
-  const perm = Array.from({ length: rank }, (_, i) => i);
-  perm[rank - 2] = rank - 1;
-  perm[rank - 1] = rank - 2;
-  return perm;
 }
 
 function broadcastBatch(a: readonly number[], b: readonly number[]): number[] {
@@ -71,7 +66,7 @@ interface Plan {
   strategy: 'original' | 'fold' | 'wide' | 'loop';
 }
 
-function plan(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean, canRegroup: boolean): Plan {
+function plan(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean, fused?: { bias: boolean }): Plan {
   const ra = a.shape.length;
   const rb = b.shape.length;
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
@@ -80,28 +75,30 @@ function plan(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boo
   const batchA = prod(a.shape.slice(0, -2));
   const batchB = prod(b.shape.slice(0, -2));
   const batch = Math.max(batchA, batchB);
-  const macs = batch * m * k * n;
-  const slowNs = macs * (transposeA ? NS_SLOW_TN : transposeB ? NS_SLOW_NT : NS_SLOW_NN);
+  const original: Plan = { ta: false, tb: false, strategy: 'original' };
+  if (batchA !== batchB && batchA !== 1 && batchB !== 1) return original;
+  const fastPathAlready = !transposeA && !transposeB && batch === 1;
+  if (routing === 'never' || fastPathAlready) return original;
 
   let strategy: Plan['strategy'];
   let extraNs = 0;
   if (batchB === 1) {
     strategy = 'fold';
-  } else if (batchA === 1 && canRegroup) {
+  } else if (batchA === 1 && fused === undefined) {
     strategy = 'wide';
     extraNs = (batchB * k * n + batchB * m * n) * NS_TRANSPOSE;
-  } else if (batchA === batchB) {
+  } else {
     strategy = 'loop';
     extraNs = batch * (NS_CALL * 3 + (m * k + k * n + m * n) * NS_COPY);
-  } else {
-    return { ta: false, tb: false, strategy: 'original' };
   }
-  const fastPathAlready = !transposeA && !transposeB && batchA === 1 && batchB === 1;
-  if (routing === 'never' || fastPathAlready) return { ta: false, tb: false, strategy: 'original' };
-  const transposeNs = (transposeA ? batchA * m * k : 0) * NS_TRANSPOSE + (transposeB ? batchB * k * n : 0) * NS_TRANSPOSE;
+  // Off its XNNPACK path, TF.js's fused kernel adds the wrong bias entries (see fusedMatMul): always route.
+  const mustRoute = fused?.bias === true;
+  const macs = batch * m * k * n;
+  const slowNs = macs * (transposeA ? NS_SLOW_TN : transposeB ? NS_SLOW_NT : NS_SLOW_NN);
+  const transposeNs = ((transposeA ? batchA * m * k : 0) + (transposeB ? batchB * k * n : 0)) * NS_SWAP;
   const packNs = (transposeB || strategy !== 'fold' ? batchB * k * n * NS_PACK : 0) + NS_CALL * 2;
   const fastNs = macs * NS_FAST + transposeNs + packNs + extraNs;
-  if (routing === 'auto' && fastNs >= slowNs) return { ta: false, tb: false, strategy: 'original' };
+  if (routing === 'auto' && !mustRoute && fastNs >= slowNs) return original;
   return { ta: transposeA, tb: transposeB, strategy };
 }
 
@@ -112,8 +109,8 @@ type Plain = (a: TensorInfo, b: TensorInfo) => TensorInfo;
 
 function routed(backend: WasmBackend, a0: TensorInfo, b0: TensorInfo, p: Plan, plain: Plain): TensorInfo {
   const temps: TensorInfo[] = [];
-  const a = p.ta ? transposeInfo(backend, a0, swapLast(a0.shape.length)) : a0;
-  const b = p.tb ? transposeInfo(backend, b0, swapLast(b0.shape.length)) : b0;
+  const a = p.ta ? transposeLastTwo(backend, a0) : a0;
+  const b = p.tb ? transposeLastTwo(backend, b0) : b0;
   if (p.ta) temps.push(a);
   if (p.tb) temps.push(b);
   const ra = a.shape.length;
@@ -149,15 +146,23 @@ function routed(backend: WasmBackend, a0: TensorInfo, b0: TensorInfo, p: Plan, p
       temps.push(t);
       out = reshapeInfo(backend, t, outShape);
     } else {
+      // One XNNPACK product per batch entry on copies of the operands' slices (a shared a is reused).
       out = backend.makeOutput(outShape, 'float32');
-      for (let i = 0; i < batchA; i++) {
-        const ai = backend.makeOutput([1, m, k], 'float32');
+      const batch = Math.max(batchA, batchB);
+      const shared = batchA === 1 ? reshapeInfo(backend, a, [1, m, k]) : undefined;
+      if (shared !== undefined) temps.push(shared);
+      for (let i = 0; i < batch; i++) {
+        let ai = shared;
+        if (ai === undefined) {
+          ai = backend.makeOutput([1, m, k], 'float32');
+          copyElements(backend, a, i * m * k, ai, 0, m * k);
+        }
         const bi = backend.makeOutput([1, k, n], 'float32');
-        copyElements(backend, a, i * m * k, ai, 0, m * k);
         copyElements(backend, b, i * k * n, bi, 0, k * n);
         const ri = plain(ai, bi);
         copyElements(backend, ri, 0, out, i * m * n, m * n);
-        release(backend, ai, bi, ri);
+        release(backend, bi, ri);
+        if (ai !== shared) release(backend, ai);
       }
     }
   } finally {
@@ -177,13 +182,21 @@ const batchMatMul: KernelFunc = (args) => {
   const transposeA = args.attrs?.['transposeA'] === true;
   const transposeB = args.attrs?.['transposeB'] === true;
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
-  const p = plan(a, b, transposeA, transposeB, true);
+  const p = plan(a, b, transposeA, transposeB);
   if (p.strategy === 'original') return original(args);
   const plain: Plain = (x, y) =>
     original({ inputs: { a: x, b: y }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
   return routed(backend, a, b, p, plain);
 };
 
+/**
+ * _FusedMatMul gets a and b as rank 3 (the op reshapes them), an optional rank-1 bias and PReLU weights.
+ * TF.js 4.22's kernel is wrong with a bias whenever it leaves XNNPACK (a transpose flag or a batch): its loop
+ * adds bias[min(row * N + col, N - 1)], i.e. the last entry on every row after the first. Routing keeps biased
+ * products on XNNPACK, which applies bias per output column. Bias and PReLU weights of one entry per output
+ * column (or none) apply the same to every batch entry and to the folded rows, so they pass through as is;
+ * other shapes stay on the original kernel.
+ */
 const fusedMatMul: KernelFunc = (args) => {
   const original = originalFusedMatMul!;
   const backend = asWasmBackend(args.backend);
@@ -192,11 +205,11 @@ const fusedMatMul: KernelFunc = (args) => {
   const transposeA = attrs['transposeA'] === true;
   const transposeB = attrs['transposeB'] === true;
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
-  const p = plan(a, b, transposeA, transposeB, false);
+  const n = transposeB ? b.shape[b.shape.length - 2] : b.shape[b.shape.length - 1];
+  const perColumn = (t: TensorInfo | undefined): boolean => t === undefined || prod(t.shape) === n;
+  if (!perColumn(extra['bias']) || !perColumn(extra['preluActivationWeights'])) return original(args);
+  const p = plan(a, b, transposeA, transposeB, { bias: extra['bias'] !== undefined });
   if (p.strategy === 'original') return original(args);
-  // Bias and PReLU weights broadcast along the flat output, which transposing the operands and folding the
-  // batch into the rows both preserve; regrouping or per-entry products would not, so those stay original.
-  if (p.strategy !== 'fold') return original(args);
   const rest: Extra = extra;
   const plain: Plain = (x, y) =>
     original({ inputs: { ...rest, a: x, b: y }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } }) as TensorInfo;

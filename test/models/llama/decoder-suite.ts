@@ -6,6 +6,8 @@ import type { RawConfig } from '../../../src/models/config-fields.js';
 import type { LlamaForCausalLM } from '../../../src/models/llama/modeling.js';
 import { disposeOutput } from '../../../src/models/outputs.js';
 import { causalLMClassFor } from '../../../src/models/registry.js';
+import { Embedding, Linear, Module } from '../../../src/nn/index.js';
+import type { ForwardContext, Layer } from '../../../src/nn/index.js';
 import { assertAllClose, assertNoLeak } from '../../helpers/assert.js';
 
 export type DecoderClass = new (config: RawConfig, options?: { seed?: number }) => LlamaForCausalLM;
@@ -40,6 +42,20 @@ export async function handLoss(logits: tf.Tensor3D, labels: number[][]): Promise
     }
   });
   return total / count;
+}
+
+/** A layer that records the context of each call, then runs the layer it wraps. */
+class ContextSpy extends Module implements Layer {
+  constructor(
+    readonly inner: Layer,
+    private readonly seen: Array<ForwardContext | undefined>,
+  ) {
+    super();
+  }
+  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    this.seen.push(ctx);
+    return this.inner.forward(x, ctx);
+  }
 }
 
 export function decoderSuite({ modelType, cls, config }: DecoderSuiteOptions): void {
@@ -159,6 +175,20 @@ export function decoderSuite({ modelType, cls, config }: DecoderSuiteOptions): v
       disposeOutput(b);
       for (const [name, t] of values) if (!Object.hasOwn(sd, name) || sd[name] !== t) t.dispose();
       mha.dispose();
+    });
+
+    test('forward hands its context to every Linear and Embedding (adapters read it)', () => {
+      const seen: Array<ForwardContext | undefined> = [];
+      const targets = [...model.namedModules()].filter(([, m]) => m instanceof Linear || m instanceof Embedding);
+      for (const [path, layer] of targets) model.setSubmodule(path, new ContextSpy(layer as Layer, seen));
+      const ctx: ForwardContext = {};
+      try {
+        disposeOutput(model.forward({ inputIds: [[1, 2, 3]] }, ctx));
+      } finally {
+        for (const [path, layer] of targets) model.setSubmodule(path, layer);
+      }
+      assert.equal(seen.length, targets.length);
+      assert.ok(seen.every((c) => c === ctx));
     });
 
     test('loss with labels equals cross-entropy computed by hand from the logits', async () => {

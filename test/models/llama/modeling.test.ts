@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { setBackend, tf } from '../../../src/engine/index.js';
 import { ConfigError } from '../../../src/errors.js';
+import { saveCheckpoint, writeJsonAtomic } from '../../../src/io/index.js';
+import { AutoModelForCausalLM } from '../../../src/models/auto.js';
 import { parseLlamaConfig } from '../../../src/models/llama/config.js';
 import { LlamaAttention, LlamaForCausalLM, LlamaModel, LlamaRMSNorm, LlamaRotaryEmbedding } from '../../../src/models/llama/modeling.js';
 import { disposeOutput } from '../../../src/models/outputs.js';
@@ -60,6 +65,43 @@ describe('LlamaForCausalLM module tree', () => {
     assert.ok(model.model.layers.at(0).self_attn instanceof LlamaAttention);
     assert.ok(model.model.norm instanceof LlamaRMSNorm);
     assert.ok(model.model.rotary_emb instanceof LlamaRotaryEmbedding);
+    model.dispose();
+  });
+
+  test('prints as PyTorch prints the module (but for the activation class name)', () => {
+    const model = new LlamaForCausalLM({ ...tiny, num_hidden_layers: 2 });
+    // From PyTorch: print(LlamaForCausalLM(LlamaConfig(**tiny, num_hidden_layers=2))), where act_fn is `SiLUActivation()`.
+    assert.equal(
+      model.toString(),
+      [
+        'LlamaForCausalLM(',
+        '  (model): LlamaModel(',
+        '    (embed_tokens): Embedding(11, 8)',
+        '    (layers): ModuleList(',
+        '      (0-1): 2 x LlamaDecoderLayer(',
+        '        (self_attn): LlamaAttention(',
+        '          (q_proj): Linear(in_features=8, out_features=8, bias=False)',
+        '          (k_proj): Linear(in_features=8, out_features=4, bias=False)',
+        '          (v_proj): Linear(in_features=8, out_features=4, bias=False)',
+        '          (o_proj): Linear(in_features=8, out_features=8, bias=False)',
+        '        )',
+        '        (mlp): LlamaMLP(',
+        '          (gate_proj): Linear(in_features=8, out_features=16, bias=False)',
+        '          (up_proj): Linear(in_features=8, out_features=16, bias=False)',
+        '          (down_proj): Linear(in_features=16, out_features=8, bias=False)',
+        '          (act_fn): Activation(silu)',
+        '        )',
+        '        (input_layernorm): LlamaRMSNorm((8,), eps=1e-06)',
+        '        (post_attention_layernorm): LlamaRMSNorm((8,), eps=1e-06)',
+        '      )',
+        '    )',
+        '    (norm): LlamaRMSNorm((8,), eps=1e-06)',
+        '    (rotary_emb): LlamaRotaryEmbedding()',
+        '  )',
+        '  (lm_head): Linear(in_features=8, out_features=11, bias=False)',
+        ')',
+      ].join('\n'),
+    );
     model.dispose();
   });
 
@@ -225,5 +267,40 @@ describe('Llama rotary embeddings', () => {
     assert.ok(diff > 1e-3, 'positions must matter');
     for (const o of [a, b, c]) disposeOutput(o);
     model.dispose();
+  });
+});
+
+describe('loading Llama checkpoints', () => {
+  test('an old checkpoint (rotary inv_freq saved per layer, bare-model keys, no tied lm_head) loads strictly', async () => {
+    const config = { model_type: 'llama', ...tiny, num_hidden_layers: 2, tie_word_embeddings: true };
+    const source = new LlamaForCausalLM(config, { seed: 12 });
+    const tensors = new Map<string, tf.Tensor>();
+    for (const [key, value] of Object.entries(source.stateDict())) {
+      if (key === 'lm_head.weight') continue;
+      tensors.set(key.replace(/^model\./, ''), value);
+    }
+    const invFreqs = [0, 1].map((i) => {
+      const t = tf.ones([2]);
+      tensors.set(`layers.${i}.self_attn.rotary_emb.inv_freq`, t);
+      return t;
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'llama-ckpt-'));
+    try {
+      await writeJsonAtomic(join(dir, 'config.json'), config);
+      await saveCheckpoint(dir, tensors);
+      const loaded = await AutoModelForCausalLM.fromPretrained(dir);
+      assert.ok(loaded instanceof LlamaForCausalLM);
+      const ids = [[1, 4, 9, 2]];
+      const a = source.forward({ inputIds: ids });
+      const b = loaded.forward({ inputIds: ids });
+      assertAllClose(b.logits, a.logits, { atol: 0, rtol: 0 });
+      disposeOutput(a);
+      disposeOutput(b);
+      loaded.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      tf.dispose(invFreqs);
+      source.dispose();
+    }
   });
 });

@@ -1,4 +1,4 @@
 // Parity with Python transformers on the fixtures of test/fixtures/parity (see tools/parity).
-import { causalParitySuite } from '../llama/parity-suite.js';
+import { causalParitySuite } from '../causal-parity-suite.js';
 
 causalParitySuite(['qwen2']);
