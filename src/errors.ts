@@ -13,7 +13,12 @@ export type PeftTsErrorCode =
   | 'unsupported_model'
   | 'hub'
   | 'tokenizer'
-  | 'generation';
+  | 'generation'
+  | 'no_matching_module'
+  | 'unsupported_layer'
+  | 'adapter_name'
+  | 'adapter_load'
+  | 'merge';
 
 export class PeftTsError extends Error {
   readonly code: PeftTsErrorCode;
@@ -101,7 +106,8 @@ export class StateDictError extends PeftTsError {
 }
 
 export interface ConfigIssue {
-  readonly code: 'invalid_value' | 'missing' | 'invalid_type';
+  // appended by src/tuners: a value PEFT accepts but peft-ts cannot honour, and an option name the config lacks
+  readonly code: 'invalid_value' | 'missing' | 'invalid_type' | 'unsupported' | 'unrecognized_key';
   readonly path: readonly (string | number)[];
   readonly message: string;
 }
@@ -177,5 +183,97 @@ export class HubNotCachedError extends HubError {
   constructor(repoId: string, message: string, missingFiles: readonly string[] = []) {
     super(repoId, message);
     this.missingFiles = missingFiles;
+  }
+}
+
+/** A layer kind the tuner has no adapter layer for (e.g. LoHa on GPT-2's Conv1D). */
+export class UnsupportedLayerError extends PeftTsError {
+  readonly kind: string;
+  readonly supported: readonly string[];
+  readonly moduleName: string;
+  constructor(moduleName: string, kind: string, supported: readonly string[], method: string) {
+    super(
+      'unsupported_layer',
+      `Target module ${moduleName} (${kind}) is not supported by ${method}. Currently, only the following layer kinds are supported: ${supported.join(', ')}. ` +
+        'Change targetModules so it selects only supported layers.',
+    );
+    this.kind = kind;
+    this.supported = supported;
+    this.moduleName = moduleName;
+  }
+}
+
+/** An adapter name that cannot be used (empty, a path, or already taken). */
+export class AdapterNameError extends PeftTsError {
+  readonly adapterName: string;
+  constructor(adapterName: string, reason: string) {
+    super('adapter_name', `Invalid adapter name ${JSON.stringify(adapterName)}: ${reason}`);
+    this.adapterName = adapterName;
+  }
+}
+
+/** Adapter weights that do not fit the model (shapes, or a file that is not an adapter of this kind). */
+export class AdapterLoadError extends PeftTsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('adapter_load', message, options);
+  }
+}
+
+/** Merging or unmerging cannot proceed (non-finite result, merged adapter deleted, unsupported layer). */
+export class MergeError extends PeftTsError {
+  constructor(message: string) {
+    super('merge', message);
+  }
+}
+
+export type NoMatchingModuleReason = 'not_found' | 'all_excluded' | 'excluded_or_not_found' | 'no_target_modules';
+
+/**
+ * The adapter's `targetModules` matched no module of the model (PEFT's `NoMatchingPeftModuleError`). Raised before
+ * the model is touched. `reason` tells the cases apart: nothing matched, everything that matched was excluded
+ * (`excludeModules`, or a `modulesToSave` module), a mix of both, or an empty `targetModules`.
+ */
+export class NoMatchingModuleError extends PeftTsError {
+  readonly reason: NoMatchingModuleReason;
+  /** `targetModules` after defaults, `all-linear` expansion and condensation. */
+  readonly targetModules: string | readonly string[];
+  /** A few module names of the model (adaptable layers first), to show what names look like. */
+  readonly sampleNames: readonly string[];
+  constructor(details: {
+    reason: NoMatchingModuleReason;
+    targetModules: string | readonly string[];
+    layersToTransform: number | readonly number[] | null;
+    layersPattern: string | readonly string[] | null;
+    sampleNames: readonly string[];
+  }) {
+    const quoted = JSON.stringify(details.targetModules);
+    let message: string;
+    switch (details.reason) {
+      case 'all_excluded':
+        message =
+          'All modules were excluded. This is likely unintended. Check your targetModules, excludeModules and ' +
+          'modulesToSave configuration (an adapter never goes on a modules_to_save module).';
+        break;
+      case 'no_target_modules':
+        message = 'No targetModules passed (target_modules is empty). Pass module name suffixes such as ["q_proj", "v_proj"], a regex, or "all-linear".';
+        break;
+      case 'excluded_or_not_found':
+        message =
+          `No modules were targeted for adaptation: target_modules=${quoted} matched only modules that excludeModules ` +
+          'or modulesToSave rule out. Check your targetModules and excludeModules configuration.';
+        break;
+      case 'not_found':
+        message =
+          `Target modules ${quoted} not found in the base model. A list entry matches a module whose full name equals ` +
+          'it or ends with "." + entry; a string is a regex that must match the whole name.';
+        break;
+    }
+    if (details.layersToTransform !== null) message += ` Note: You specified layers_to_transform=${JSON.stringify(details.layersToTransform)}.`;
+    if (details.layersPattern !== null) message += ` You also specified layers_pattern=${JSON.stringify(details.layersPattern)}.`;
+    if (details.sampleNames.length > 0) message += ` Module names in this model look like: ${details.sampleNames.join(', ')}.`;
+    super('no_matching_module', message);
+    this.reason = details.reason;
+    this.targetModules = details.targetModules;
+    this.sampleNames = details.sampleNames;
   }
 }

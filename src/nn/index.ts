@@ -42,4 +42,5 @@ export {
 } from './activations.js';
 export type { ActivationFn, ActivationName } from './activations.js';
 export { Identity, Sequential } from './container.js';
+export { ModuleDict, ParameterDict } from './dicts.js';
 export { pyFloat, pyTuple } from './repr.js';

@@ -67,13 +67,32 @@ export abstract class Module {
   tieParameter(name: string, param: Parameter): void {
     const previous = this.params.get(name);
     if (!previous) throw new Error(`${this.constructor.name} has no parameter "${name}" to tie.`);
-    if (previous === param) return;
     if (previous.shape.join() !== param.shape.join()) {
       throw new ShapeError(`Cannot tie ${this.constructor.name}.${name} [${previous.shape.join(', ')}] to a parameter of shape [${param.shape.join(', ')}].`);
     }
-    this.params.set(name, param);
-    if (Object.prototype.hasOwnProperty.call(this, name)) (this as unknown as Record<string, unknown>)[name] = param;
-    previous.dispose();
+    this.setParameter(name, param);
+  }
+
+  /** Removes a direct child (adapter containers drop an adapter this way). */
+  protected removeChild(name: string): Module | undefined {
+    const child = this.childModules.get(name);
+    this.childModules.delete(name);
+    return child;
+  }
+
+  /** Removes and frees a parameter of this module. */
+  protected removeParameter(name: string): void {
+    const param = this.params.get(name);
+    this.params.delete(name);
+    if (param && !param.isDisposed) param.dispose();
+  }
+
+  /**
+   * A deep copy with its own parameters and buffers (PyTorch's `copy.deepcopy(module)`), used for
+   * `modules_to_save`. Sharing inside the module (tied weights) is preserved in the copy.
+   */
+  clone(): this {
+    return cloneValue(this, new Map()) as this;
   }
 
   /** Registers a non-trainable tensor (taking ownership). Non-persistent buffers stay out of the state dict. */
@@ -367,6 +386,43 @@ export class ModuleList<T extends Module = Module> extends Module {
     super.replaceChild(name, module);
     this.items[index] = module as T;
   }
+}
+
+function cloneValue(value: unknown, memo: Map<object, unknown>): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  const seen = memo.get(value);
+  if (seen !== undefined) return seen;
+  let copy: unknown;
+  if (value instanceof tf.Variable) {
+    copy = tf.variable(value, value.trainable);
+  } else if (value instanceof tf.Tensor) {
+    copy = tf.keep(value.clone());
+  } else if (value instanceof Map) {
+    const map = new Map();
+    memo.set(value, map);
+    for (const [k, v] of value) map.set(k, cloneValue(v, memo));
+    return map;
+  } else if (value instanceof Set) {
+    const set = new Set();
+    memo.set(value, set);
+    for (const v of value) set.add(cloneValue(v, memo));
+    return set;
+  } else if (Array.isArray(value)) {
+    const array: unknown[] = [];
+    memo.set(value, array);
+    for (const v of value) array.push(cloneValue(v, memo));
+    return array;
+  } else if (value instanceof Module) {
+    const module = Object.create(Object.getPrototypeOf(value) as object) as Record<string, unknown>;
+    memo.set(value, module);
+    for (const key of Object.keys(value)) module[key] = cloneValue((value as unknown as Record<string, unknown>)[key], memo);
+    return module;
+  } else {
+    // Configs and other plain data are immutable by convention: shared, not copied.
+    copy = value;
+  }
+  memo.set(value, copy);
+  return copy;
 }
 
 function assertName(name: string): void {

@@ -17,6 +17,12 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+# PEFT stores target_modules as a set: with Python's per-process string hash randomisation its order in
+# adapter_config.json would change on every run. Re-exec once with a fixed hash seed so fixtures are byte-stable.
+if os.environ.get("PYTHONHASHSEED") != "0" and __name__ != "__main__":
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "test" / "fixtures" / "parity"
 
@@ -80,6 +86,10 @@ def module_tree(model: torch.nn.Module, checkpoint_file: Path | None = None) -> 
 def _dump(obj: Any, indent: int) -> str:
     """JSON with dicts and lists of containers indented, lists of scalars (token rows, shapes) on one line."""
     pad = " " * indent
+    if isinstance(obj, (dict, list, tuple)):
+        flat = json.dumps(obj)
+        if len(flat) + indent <= 118:
+            return flat
     if isinstance(obj, dict):
         if not obj:
             return "{}"

@@ -15,6 +15,7 @@ import copy
 import datetime
 import json
 import os
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ MODELS = FIXTURES / "models"
 ADAPTERS = FIXTURES / "adapters"
 ATTN = "eager"
 MAX_NEW = 8
+XLORA_CLASSIFIER_STD = 0.2
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -219,11 +221,26 @@ def adapted_module_names(peft_model: nn.Module) -> list[str]:
     return out
 
 
+GREEDY_MARGINS: list[float] = []
+
+
 def greedy(model, inputs, eos, pad) -> list[list[int]]:
+    """Greedy continuation; appends the smallest top-1 minus top-2 score over unfinished rows to GREEDY_MARGINS."""
     with torch.no_grad():
         out = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], do_sample=False,
-                             num_beams=1, max_new_tokens=MAX_NEW, eos_token_id=eos, pad_token_id=pad)
-    return out.tolist()
+                             num_beams=1, max_new_tokens=MAX_NEW, eos_token_id=eos, pad_token_id=pad,
+                             return_dict_in_generate=True, output_scores=True)
+    seqs = out.sequences.tolist()
+    plen = inputs["input_ids"].shape[1]
+    best = float("inf")
+    for step, sc in enumerate(out.scores):
+        for row in range(len(seqs)):
+            if eos in seqs[row][plen:plen + step]:
+                continue
+            top = torch.topk(sc[row].double(), 2).values
+            best = min(best, float(top[0] - top[1]))
+    GREEDY_MARGINS.append(best)
+    return seqs
 
 
 def double(model: nn.Module) -> nn.Module:
@@ -302,9 +319,10 @@ def record_standard(name: str, base_name: str, configs: dict[str, Any], seed: in
         info["fp64_max_abs_diff"][key + "logits"] = max_abs_diff(tensors[key + "logits"], forward(m64, in64),
                                                                  _valid(inputs, tensors[key + "logits"]))
         if is_causal:
+            seqs = greedy(model, inputs, eos, pad)
             gen[key + "greedy_padded"] = {"kwargs": {"do_sample": False, "num_beams": 1, "max_new_tokens": MAX_NEW,
                                                      "eos_token_id": eos, "pad_token_id": pad},
-                                          "sequences": greedy(model, inputs, eos, pad)}
+                                          "sequences": seqs, "min_top2_margin": GREEDY_MARGINS[-1]}
     model.base_model.set_adapter(names[0])
     with model.disable_adapter():
         tensors["disabled.logits"] = forward(model, inputs)
@@ -317,7 +335,8 @@ def record_standard(name: str, base_name: str, configs: dict[str, Any], seed: in
         mm.base_model.set_adapter(act if len(act) > 1 else act[0])
         merged = mm.merge_and_unload(adapter_names=act)
         tensors[key + "logits"] = forward(merged, inputs)
-        tensors.update(target_weights(merged, [n for n in adapted if _owned(model, n, act)], key))
+        # merged weights of the adapted modules outside the decoder stack and in its first block only (size)
+        tensors.update(target_weights(merged, [n for n in adapted if _owned(model, n, act) and _first_block(n)], key))
         unmerged = tensors[("" if len(active_sets) == 1 else "active." + "+".join(act) + ".") + "logits"]
         info.setdefault("merged_vs_unmerged_max_abs_diff", {})[key + "logits"] = max_abs_diff(
             tensors[key + "logits"], unmerged, _valid(inputs, unmerged))
@@ -356,6 +375,8 @@ def record_standard(name: str, base_name: str, configs: dict[str, Any], seed: in
     write_json(out_dir / "reference.json", ref)
     write_json(out_dir / "modules.json", tree(model))
     problems = [f"round trip differs for {k}: {v}" for k, v in rt.items() if v > 0]
+    problems += [f"{k}: greedy top-2 margin {g['min_top2_margin']:.2e} < 1e-3" for k, g in gen.items()
+                 if g["min_top2_margin"] < 1e-3]
     return {"path": rel_path(out_dir), "kind": "adapter", "description": description, "problems": problems,
             "tolerance": {"float32_max_abs": 1e-4, "per_key": _tol(info["fp64_max_abs_diff"]), "tokens": "exact"}}
 
@@ -368,6 +389,11 @@ def _owned(model, module_name: str, adapters: list[str]) -> bool:
         if d is not None and any(a in d for a in adapters):
             return True
     return False
+
+
+def _first_block(module_name: str) -> bool:
+    m = re.search(r"\.(\d+)(\.|$)", module_name)
+    return m is None or m.group(1) == "0"
 
 
 def _valid(inputs, out):
@@ -421,14 +447,29 @@ def record_xlora(name: str, base_name: str, seed: int, description: str, xcfg: d
         cls_params = []
         for n, p in model.named_parameters():
             if "internal_xlora_classifier" in n:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+                p.copy_(torch.randn(p.shape, generator=gen) * XLORA_CLASSIFIER_STD)
                 cls_params.append(n)
     model.eval()
-    model.save_pretrained(str(out_dir))
-    drop_model_cards(out_dir)
-    saved = file_keys(out_dir / "adapter_model.safetensors")
-    if not any("internal_xlora_classifier" in k["name"] for k in saved):
-        problems.append("save_pretrained wrote no X-LoRA classifier tensors")
+    # PEFT 0.20+ (pinned 0.21.2 included) X-LoRA save_pretrained is broken, see README: it drops every classifier
+    # key containing ".0." / ".1." / ".2." (the internal expert names), i.e. layers.0, and writes junk subfolders
+    # 0/ 1/ 2/ (which would overwrite the experts). Record what it writes, then write the classifier file ourselves
+    # with the keys PEFT <= 0.19 writes (and 0.21.2 loads, checked by the round trip below).
+    tmp = fresh_dir(Path("/tmp") / f"peft-xlora-save-{name}")
+    model.save_pretrained(str(tmp))
+    peft_saved = {str(p.relative_to(tmp)): [k["name"] for k in file_keys(p)]
+                  for p in sorted(tmp.rglob("adapter_model.safetensors"))}
+    shutil.rmtree(tmp)
+    classifier_sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
+                     if "internal_xlora_classifier" in k}
+    save_file(classifier_sd, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    pcfg = copy.deepcopy(model.peft_config["default"])
+    pcfg.inference_mode = True
+    pcfg.save_pretrained(str(out_dir))
+    missing = sorted(set(classifier_sd) - set(peft_saved.get("adapter_model.safetensors", [])))
+    notes = []
+    if missing:
+        notes.append(f"peft {versions()['peft']} X-LoRA save_pretrained omits {missing}: adapter_model.safetensors "
+                     "written by tools/parity/generate_adapters.py with PEFT's key names (see README)")
 
     tensors: dict[str, torch.Tensor] = dict(inputs)
     with torch.no_grad():
@@ -459,20 +500,26 @@ def record_xlora(name: str, base_name: str, seed: int, description: str, xcfg: d
     topk_gap = None
     if config.top_k_lora is not None and config.top_k_lora < 3:
         srt = torch.sort(tensors["scalings"], dim=-1, descending=True).values
-        gap = srt[..., config.top_k_lora - 1] - srt[..., config.top_k_lora]
-        gap = gap[inputs["attention_mask"].bool()]
-        topk_gap = float(gap.min())
-        if topk_gap < 1e-4:
+        # a near tie between the k-th and (k+1)-th expert only matters when they are not both negligible
+        kth = srt[..., config.top_k_lora - 1]
+        gap = kth - srt[..., config.top_k_lora]
+        sel = inputs["attention_mask"].bool().unsqueeze(-1) & (kth > 1e-3)
+        topk_gap = float(gap[sel].min()) if sel.any() else None
+        if topk_gap is not None and topk_gap < 1e-4:
             problems.append(f"top-k gap {topk_gap:.2e} < 1e-4")
     with model.disable_adapter():
         with torch.no_grad():
             tensors["disabled.logits"] = model(**inputs).logits
     base_only = load_base(base_name)
+    base_only.config.use_cache = False  # use_cache changes float32 rounding (~5e-6): compare like with like
     d = max_abs_diff(tensors["disabled.logits"], forward(base_only, inputs))
-    print("xlora disabled vs base", d, max_abs_diff(tensors["disabled.logits"], tensors["logits"]))
+    if d != 0.0:
+        problems.append(f"disable_adapter() output differs from the base model by {d}")
     cfg = json.loads((MODELS / base_name / "config.json").read_text())
     eos, pad = cfg["eos_token_id"], cfg["pad_token_id"]
     greedy_seqs = greedy(model, inputs, eos, pad)
+    if GREEDY_MARGINS[-1] < 1e-3:
+        problems.append(f"greedy top-2 margin {GREEDY_MARGINS[-1]:.2e} < 1e-3")
 
     # 3. PEFT's own round trip
     fresh = load_base(base_name)
@@ -505,14 +552,16 @@ def record_xlora(name: str, base_name: str, seed: int, description: str, xcfg: d
         "inputs": {k: v.tolist() for k, v in inputs.items()},
         "generation": {"greedy_padded": {"kwargs": {"do_sample": False, "num_beams": 1, "max_new_tokens": MAX_NEW,
                                                     "eos_token_id": eos, "pad_token_id": pad, "use_cache": False},
-                                         "sequences": greedy_seqs}},
+                                         "sequences": greedy_seqs, "min_top2_margin": GREEDY_MARGINS[-1]}},
         "adapter_files": {str(p.relative_to(out_dir)): file_keys(p)
                           for p in sorted(out_dir.rglob("adapter_model.safetensors"))},
-        "checks": {"roundtrip_max_abs_diff": rt, "topk_min_gap": topk_gap, "problems": problems},
+        "peft_save_pretrained_wrote": peft_saved,
+        "checks": {"roundtrip_max_abs_diff": rt, "topk_min_gap": topk_gap, "problems": problems, "notes": notes},
     }
     write_json(out_dir / "reference.json", ref)
     write_json(out_dir / "modules.json", tree(model))
     return {"path": rel_path(out_dir), "kind": "xlora", "description": description, "problems": problems,
+            "notes": notes,
             "tolerance": {"float32_max_abs": 1e-4, "per_key": {}, "tokens": "exact"}}
 
 
@@ -603,14 +652,15 @@ FIXTURE_FNS: dict[str, Callable[[], dict[str, Any]]] = {
     "xlora-llama": lambda: record_xlora(
         "xlora-llama", "llama", 4100,
         "X-LoRA on llama: experts '0','1','2' (LoRA r 4, alpha 8, q_proj/v_proj), classifier depth 2 (xlora_size 16, "
-        "ReLU, dropout 0.2 inactive in eval), layerwise_scalings, top_k_lora 2, enable_softmax",
-        {"xlora_depth": 2, "xlora_size": 16, "layerwise_scalings": True, "top_k_lora": 2}),
+        "ReLU, dropout 0.2 inactive in eval), layerwise_scalings, top_k_lora 2, enable_softmax with "
+        "softmax_temperature 0.7",
+        {"xlora_depth": 2, "xlora_size": 16, "layerwise_scalings": True, "top_k_lora": 2, "softmax_temperature": 0.7}),
     "xlora-llama-softmax-topk": lambda: record_xlora(
         "xlora-llama-softmax-topk", "llama", 4200,
-        "X-LoRA as xlora-llama but enable_softmax false, enable_softmax_topk true (softmax over the top-2 only), "
-        "softmax_temperature 0.7, global_scaling_weight 1.5",
+        "X-LoRA as xlora-llama but enable_softmax false (raw classifier logits), enable_softmax_topk true (softmax "
+        "over the top-2 only, others 0), global_scaling_weight 1.5",
         {"xlora_depth": 2, "xlora_size": 16, "layerwise_scalings": True, "top_k_lora": 2, "enable_softmax": False,
-         "enable_softmax_topk": True, "softmax_temperature": 0.7, "global_scaling_weight": 1.5}),
+         "enable_softmax_topk": True, "global_scaling_weight": 1.5}),
 }
 
 

@@ -620,7 +620,8 @@ def main(argv: list[str]) -> int:
     manifest.update({
         "versions": versions(),
         "commands": {**manifest.get("commands", {}),
-                     "models": "bash tools/parity/setup.sh && tools/parity/.venv/bin/python tools/parity/generate_models.py"},
+                     "all": "bash tools/parity/regenerate.sh",
+                     "models": "tools/parity/.venv/bin/python tools/parity/generate_models.py"},
         "generated_at": {**manifest.get("generated_at", {}),
                          "models": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
         "default_tolerance": {"float32_max_abs": 1e-4, "tokens": "exact",

@@ -1,0 +1,241 @@
+import { tf } from '../../engine/tf.js';
+import { MergeError, ShapeError } from '../../errors.js';
+import type { ForwardContext } from '../../nn/context.js';
+import { Identity } from '../../nn/container.js';
+import { Conv1d, Conv2d } from '../../nn/conv.js';
+import { ModuleDict, ParameterDict } from '../../nn/dicts.js';
+import { Dropout } from '../../nn/dropout.js';
+import { kaimingUniform, normal, zeros } from '../../nn/init.js';
+import { Linear } from '../../nn/linear.js';
+import type { AdaptableLayer, Layer } from '../../nn/module.js';
+import { BaseTunerLayer } from '../tuner-layer.js';
+import { doraForward, doraMagnitude, doraMerged, doraUnmerged } from './dora.js';
+
+/** Everything `updateLayer` needs for one adapter, after rank/alpha patterns are resolved for this module. */
+export interface LoraLayerOptions {
+  r: number;
+  loraAlpha: number;
+  loraDropout: number;
+  initLoraWeights: boolean | 'gaussian';
+  useRslora: boolean;
+  useDora: boolean;
+  loraBias: boolean;
+  seed?: number | undefined;
+}
+
+/**
+ * PEFT's `LoraLayer`: per adapter, A and B (modules for Linear/Conv, bare parameters for Embedding), dropout,
+ * and the scaling alpha / r (alpha / sqrt(r) with rsLoRA). Subclasses supply the branch for their layer kind.
+ */
+export abstract class LoraLayer extends BaseTunerLayer {
+  readonly adapterLayerNames = ['lora_dropout', 'lora_A', 'lora_B', 'lora_embedding_A', 'lora_embedding_B', 'lora_magnitude_vector'] as const;
+  lora_dropout: ModuleDict<Layer>;
+  lora_A: ModuleDict<Layer & { weight: tf.Variable }>;
+  lora_B: ModuleDict<Layer & { weight: tf.Variable; bias: tf.Variable | null }>;
+  lora_embedding_A: ParameterDict;
+  lora_embedding_B: ParameterDict;
+  /** DoRA magnitude per adapter; saved as `<module>.lora_magnitude_vector`. */
+  lora_magnitude_vector: ParameterDict;
+  readonly r = new Map<string, number>();
+  readonly loraAlpha = new Map<string, number>();
+  readonly scaling = new Map<string, number>();
+  protected readonly useDora = new Map<string, boolean>();
+  /** Row norms of W + ΔW at merge time, per DoRA adapter, so unmerge can undo the rescaling. */
+  readonly doraWeightNorm = new Map<string, tf.Tensor>();
+  protected readonly adapterScalars = [this.r, this.loraAlpha, this.scaling, this.useDora];
+
+  constructor(baseLayer: AdaptableLayer, adapterName: string, options: LoraLayerOptions) {
+    super(baseLayer);
+    this.lora_dropout = this.registerModule('lora_dropout', new ModuleDict<Layer>());
+    this.lora_A = this.registerModule('lora_A', new ModuleDict());
+    this.lora_B = this.registerModule('lora_B', new ModuleDict());
+    this.lora_embedding_A = this.registerModule('lora_embedding_A', new ParameterDict());
+    this.lora_embedding_B = this.registerModule('lora_embedding_B', new ParameterDict());
+    this.lora_magnitude_vector = this.registerModule('lora_magnitude_vector', new ParameterDict());
+    this.activeAdapters = [adapterName];
+    this.updateLayer(adapterName, options);
+  }
+
+  updateLayer(name: string, options: LoraLayerOptions): void {
+    const { r, loraAlpha } = options;
+    if (!Number.isInteger(r) || r <= 0) throw new ShapeError(`LoRA rank r should be a positive integer, got ${r}.`);
+    this.lora_dropout.set(name, options.loraDropout > 0 ? new Dropout(options.loraDropout) : new Identity());
+    this.createAdapterTensors(name, options);
+    this.r.set(name, r);
+    this.loraAlpha.set(name, loraAlpha);
+    this.scaling.set(name, options.useRslora ? loraAlpha / Math.sqrt(r) : loraAlpha / r);
+    this.useDora.set(name, options.useDora);
+    if (options.useDora) this.lora_magnitude_vector.set(name, doraMagnitude(this, name));
+    this.setAdapter(this.activeAdapters);
+  }
+
+  /** Creates A and B for `name`, initialised as `initLoraWeights` says. */
+  protected abstract createAdapterTensors(name: string, options: LoraLayerOptions): void;
+
+  /** B(A(x)) for adapter `name`, before scaling (dropout applied by the caller). */
+  abstract loraBranch(x: tf.Tensor, name: string): tf.Tensor;
+
+  protected adapterOutput(x: tf.Tensor, name: string, baseOutput: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    const dropout = this.lora_dropout.get(name)!;
+    const input = dropout instanceof Identity ? x : dropout.forward(x, ctx);
+    if (this.useDora.get(name)) return doraForward(this, name, x, input, baseOutput);
+    return tf.mul(this.loraBranch(input, name), this.scaling.get(name)!);
+  }
+
+  protected override mergeOne(name: string, safeMerge: boolean): void {
+    if (!this.useDora.get(name)) {
+      super.mergeOne(name, safeMerge);
+      this.mergeBias(name, 1);
+      return;
+    }
+    const merged = doraMerged(this, name);
+    if (safeMerge && !tf.tidy(() => tf.all(tf.isFinite(merged)).dataSync()[0] === 1)) {
+      merged.dispose();
+      throw new MergeError(`NaNs detected in the merged weights. The adapter "${name}" seems to be broken.`);
+    }
+    this.base_layer.weight.assign(merged);
+    merged.dispose();
+  }
+
+  protected override unmergeOne(name: string): void {
+    if (!this.useDora.get(name)) {
+      super.unmergeOne(name);
+      this.mergeBias(name, -1);
+      return;
+    }
+    const restored = doraUnmerged(this, name);
+    this.base_layer.weight.assign(restored);
+    restored.dispose();
+  }
+
+  /** With `lora_bias`, B's bias is part of the adapter and merges into the base bias (scaled). */
+  private mergeBias(name: string, sign: 1 | -1): void {
+    const bBias = this.lora_B.get(name)?.bias;
+    if (!bBias) return;
+    const baseBias = (this.base_layer as AdaptableLayer & { bias?: tf.Variable | null }).bias;
+    if (!baseBias) throw new MergeError(`Cannot merge lora_bias of adapter "${name}": the base layer has no bias.`);
+    const next = tf.tidy(() => tf.add(baseBias, tf.mul(bBias, sign * this.scaling.get(name)!)));
+    baseBias.assign(next);
+    next.dispose();
+  }
+}
+
+/** LoRA on `Linear` and on GPT-2's `Conv1D` (weight stored [in, out]: `fan_in_fan_out`). */
+export class LoraLinear extends LoraLayer {
+  get fanInFanOut(): boolean {
+    return this.kind === 'gpt2_conv1d';
+  }
+
+  /** [in, out] features of the base layer, whatever its storage order. */
+  get features(): [number, number] {
+    const [a, b] = this.base_layer.weight.shape as [number, number];
+    return this.fanInFanOut ? [a, b] : [b, a];
+  }
+
+  protected createAdapterTensors(name: string, o: LoraLayerOptions): void {
+    const [inF, outF] = this.features;
+    // init false keeps PyTorch's nn.Linear defaults, so the adapter is not an identity.
+    const a = new Linear(inF, o.r, { bias: false, ...(o.seed !== undefined ? { seed: o.seed } : {}) });
+    const b = new Linear(o.r, outF, { bias: o.loraBias, ...(o.seed !== undefined ? { seed: o.seed + 1 } : {}) });
+    if (o.initLoraWeights !== false) {
+      const init = o.initLoraWeights === 'gaussian' ? normal(a.weight.shape, 0, 1 / o.r, seedOf(o)) : kaimingUniform(a.weight.shape, { a: Math.sqrt(5), ...seedOf(o) });
+      assignAndDispose(a.weight, init);
+      assignAndDispose(b.weight, zeros(b.weight.shape));
+      if (b.bias) assignAndDispose(b.bias, zeros(b.bias.shape));
+    }
+    this.lora_A.set(name, a);
+    this.lora_B.set(name, b);
+  }
+
+  loraBranch(x: tf.Tensor, name: string): tf.Tensor {
+    return this.lora_B.get(name)!.forward(this.lora_A.get(name)!.forward(x));
+  }
+
+  getDeltaWeight(name: string): tf.Tensor {
+    return tf.tidy(() => {
+      const delta = tf.mul(tf.matMul(this.lora_B.get(name)!.weight, this.lora_A.get(name)!.weight), this.scaling.get(name)!);
+      return this.fanInFanOut ? tf.transpose(delta) : delta;
+    });
+  }
+}
+
+/** LoRA on `Embedding`: A `[r, num]` and B `[dim, r]` are bare parameters; no dropout, as in PEFT. */
+export class LoraEmbedding extends LoraLayer {
+  protected createAdapterTensors(name: string, o: LoraLayerOptions): void {
+    const [num, dim] = this.base_layer.weight.shape as [number, number];
+    // PEFT: A zeros and B N(0, 1) for init true/'gaussian'; both N(0, 1) (nn.Parameter(randn)) for false.
+    const a = o.initLoraWeights === false ? normal([o.r, num], 0, 1, seedOf(o)) : zeros([o.r, num]);
+    const b = normal([dim, o.r], 0, 1, o.seed === undefined ? {} : { seed: o.seed + 1 });
+    this.lora_embedding_A.set(name, a);
+    this.lora_embedding_B.set(name, b);
+  }
+
+  protected override adapterOutput(x: tf.Tensor, name: string, baseOutput: tf.Tensor): tf.Tensor {
+    if (this.useDora.get(name)) return doraForward(this, name, x, x, baseOutput);
+    return tf.mul(this.loraBranch(x, name), this.scaling.get(name)!);
+  }
+
+  loraBranch(ids: tf.Tensor, name: string): tf.Tensor {
+    return tf.tidy(() => {
+      const afterA = tf.gather(tf.transpose(this.lora_embedding_A.get(name)!), tf.cast(ids, 'int32'));
+      return tf.matMul(afterA, this.lora_embedding_B.get(name)!, false, true);
+    });
+  }
+
+  getDeltaWeight(name: string): tf.Tensor {
+    return tf.tidy(() =>
+      tf.mul(tf.transpose(tf.matMul(this.lora_embedding_B.get(name)!, this.lora_embedding_A.get(name)!)), this.scaling.get(name)!),
+    );
+  }
+}
+
+/** LoRA on `Conv1d`/`Conv2d`: A is a conv with the base kernel, stride and padding; B a 1x1 conv. */
+export class LoraConv extends LoraLayer {
+  protected createAdapterTensors(name: string, o: LoraLayerOptions): void {
+    const base = this.base_layer as unknown as Conv1d | Conv2d;
+    const seed = o.seed === undefined ? {} : { seed: o.seed };
+    const common = { stride: base.stride, padding: base.padding, ...seed };
+    const is2d = base.kind === 'conv2d';
+    const a = is2d
+      ? new Conv2d(base.inChannels, o.r, base.kernelSize as [number, number], { ...common, bias: false } as ConstructorParameters<typeof Conv2d>[3])
+      : new Conv1d(base.inChannels, o.r, base.kernelSize as [number], { ...common, bias: false } as ConstructorParameters<typeof Conv1d>[3]);
+    const b = is2d
+      ? new Conv2d(o.r, base.outChannels, 1, { groups: base.groups, bias: o.loraBias, ...seed })
+      : new Conv1d(o.r, base.outChannels, 1, { groups: base.groups, bias: o.loraBias, ...seed });
+    if (o.initLoraWeights !== false) {
+      const init = o.initLoraWeights === 'gaussian' ? normal(a.weight.shape, 0, 1 / o.r, seed) : kaimingUniform(a.weight.shape, { a: Math.sqrt(5), ...seed });
+      assignAndDispose(a.weight, init);
+      assignAndDispose(b.weight, zeros(b.weight.shape));
+      if (b.bias) assignAndDispose(b.bias, zeros(b.bias.shape));
+    }
+    this.lora_A.set(name, a);
+    this.lora_B.set(name, b);
+  }
+
+  loraBranch(x: tf.Tensor, name: string): tf.Tensor {
+    return this.lora_B.get(name)!.forward(this.lora_A.get(name)!.forward(x));
+  }
+
+  getDeltaWeight(name: string): tf.Tensor {
+    const base = this.base_layer as unknown as Conv1d | Conv2d;
+    if (base.groups > 1) throw new MergeError('Merging LoRA into a grouped convolution (groups > 1) is not supported, as in PEFT.');
+    return tf.tidy(() => {
+      const a = this.lora_A.get(name)!.weight; // [r, in, ...kernel]
+      const b = this.lora_B.get(name)!.weight; // [out, r, 1(, 1)]
+      const [r] = a.shape as [number];
+      const out = b.shape[0]!;
+      // ΔW[o, i, k...] = s * Σ_r B[o, r] A[r, i, k...]
+      const delta = tf.matMul(b.reshape([out, r]), a.reshape([r, -1])).reshape([out, ...a.shape.slice(1)]);
+      return tf.mul(delta, this.scaling.get(name)!);
+    });
+  }
+}
+
+function seedOf(o: LoraLayerOptions): { seed?: number } {
+  return o.seed === undefined ? {} : { seed: o.seed };
+}
+
+function assignAndDispose(target: tf.Variable, value: tf.Tensor): void {
+  target.assign(value);
+  value.dispose();
+}
