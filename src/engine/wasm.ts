@@ -135,6 +135,9 @@ function wrapFactory(): void {
       const backend = await original();
       startedThreads = getThreadsCount();
       return backend;
+    } catch (cause) {
+      if (threads <= 1) throw cause;
+      throw new BackendUnavailableError('wasm', `The multi-threaded wasm backend (${threads} threads) failed to start; ${wasmThreadsEnvVar}=1 selects the single-threaded build.`, { cause });
     } finally {
       undo();
       if (listenersBefore !== undefined) {

@@ -25,9 +25,8 @@ export {
   peftConfigFields,
   tunerFields,
   refineTunerFields,
-  formatPythonJson,
-  pythonFloatRepr,
 } from './config-schema.js';
+export { formatPythonJson, pythonFloatRepr } from './python-json.js';
 export type {
   PeftType,
   TaskType,
