@@ -18,7 +18,9 @@ export type PeftTsErrorCode =
   | 'unsupported_layer'
   | 'adapter_name'
   | 'adapter_load'
-  | 'merge';
+  | 'merge'
+  // appended by src/tuners/xlora
+  | 'scalings_log';
 
 export class PeftTsError extends Error {
   readonly code: PeftTsErrorCode;
@@ -275,5 +277,21 @@ export class NoMatchingModuleError extends PeftTsError {
     this.reason = details.reason;
     this.targetModules = details.targetModules;
     this.sampleNames = details.sampleNames;
+  }
+}
+
+export type ScalingsLogErrorReason = 'disabled' | 'empty' | 'shape' | 'not_found' | 'invalid';
+
+/**
+ * X-LoRA's scalings log cannot be flushed (logging disabled, empty log, entries whose shapes cannot be stacked) or
+ * a flushed log cannot be read back (files missing, a mapping file that does not fit its arrays).
+ */
+export class ScalingsLogError extends PeftTsError {
+  readonly reason: ScalingsLogErrorReason;
+  readonly path: string | undefined;
+  constructor(reason: ScalingsLogErrorReason, message: string, details: { path?: string; cause?: unknown } = {}) {
+    super('scalings_log', message, { cause: details.cause });
+    this.reason = reason;
+    this.path = details.path;
   }
 }

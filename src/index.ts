@@ -16,6 +16,12 @@ export {
   UnsupportedModelError,
   HubError,
   HubNotCachedError,
+  NoMatchingModuleError,
+  UnsupportedLayerError,
+  AdapterNameError,
+  AdapterLoadError,
+  MergeError,
+  ScalingsLogError,
   TokenizerError,
   GenerationError,
 } from './errors.js';
@@ -150,3 +156,37 @@ export { generate } from './generation/generate.js';
 export type { GenerativeModel } from './generation/generate.js';
 export { KVCache } from './generation/cache.js';
 export type { GenerationOptions, StreamEvent } from './generation/config.js';
+
+// LoHa (low-rank Hadamard product) and the shared LyCORIS-family layer.
+export { LoHaConfig, LoHaModel, LoHaLayer, LoHaLinear, LoHaConv1d, LoHaConv2d, lohaLayerTable, LOHA_ADAPTER_LAYER_NAMES } from './tuners/loha/index.js';
+export type { LoHaLayerOptions, LoHaModelOptions } from './tuners/loha/index.js';
+export { LycorisLayer, tuckerRebuild } from './tuners/lycoris.js';
+export type { LycorisLayerOptions } from './tuners/lycoris.js';
+
+// PEFT: the tuner core, LoRA (with DoRA), LoHa, X-LoRA.
+export { PeftModel, getPeftModel, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME } from './peft-model.js';
+export type { AdaptableModel, PeftFromPretrainedOptions, SavePretrainedOptions } from './peft-model.js';
+export { parsePeftConfig, loadPeftConfig, savePeftConfig } from './tuners/config.js';
+export type { PeftType, TaskType, PeftConfig } from './tuners/config.js';
+export { BaseTunerLayer } from './tuners/tuner-layer.js';
+export type { MergeOptions } from './tuners/tuner-layer.js';
+export { BaseTuner } from './tuners/tuner-model.js';
+export type { TunerConfig } from './tuners/tuner-model.js';
+export { ModulesToSaveWrapper } from './tuners/modules-to-save.js';
+export { checkTargetModuleExists, getPatternKey } from './tuners/matching.js';
+export { LoraConfig } from './tuners/lora/config.js';
+export { LoraModel } from './tuners/lora/model.js';
+export { LoraLayer, LoraLinear, LoraEmbedding, LoraConv } from './tuners/lora/layer.js';
+export { LoHaConfig, LoHaModel, LoHaLayer } from './tuners/loha/index.js';
+export {
+  XLoraConfig,
+  XLoraModel,
+  XLoraCache,
+  XLoraClassifier,
+  addXLoraToModel,
+  fromPretrained as xloraFromPretrained,
+  loadModel as xloraLoadModel,
+  loadScalingsLog,
+  ScalingsLog,
+} from './tuners/xlora/index.js';
+export type { XLoraRuntimeOptions, XLoraGenerateOptions, AddXLoraOptions, XLoraFromPretrainedOptions, LoadModelOptions } from './tuners/xlora/index.js';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AdapterLoadError, ConfigError } from './errors.js';
+import { AdapterLoadError, AdapterNameError, ConfigError } from './errors.js';
 import type { GenerationOptions } from './generation/config.js';
 import { resolvePretrained } from './hub/index.js';
 import type { HubOptions } from './hub/index.js';
@@ -16,6 +16,10 @@ import { createTuner } from './tuners/registry.js';
 import type { BaseTuner, TunerConfig } from './tuners/tuner-model.js';
 import { validateAdapterName } from './tuners/tuner-model.js';
 import type { MergeOptions } from './tuners/tuner-layer.js';
+import { XLoraConfig } from './tuners/xlora/config.js';
+import { addXLoraToModel } from './tuners/xlora/io.js';
+import type { XLoraModel } from './tuners/xlora/model.js';
+import type { PreTrainedCausalLM } from './models/pretrained.js';
 
 export const ADAPTER_CONFIG_NAME = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_NAME = 'adapter_model.safetensors';
@@ -77,10 +81,7 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
 
   /** Injects another adapter (inactive until `setAdapter`). */
   addAdapter(adapterName: string, config: AnyPeftConfig): void {
-    const first = [...this.peftConfig.values()][0];
-    if (first && first.peftType !== config.peftType) {
-      throw new ConfigError([{ code: 'invalid_value', path: ['peft_type'], message: `cannot add a ${config.peftType} adapter to a ${first.peftType} model` }], 'adapter config');
-    }
+    this.assertSameMethod(config);
     const active = [...this.activeAdapters];
     this.base_model.injectAdapter(withTaskDefaults(config), adapterName);
     this.base_model.setAdapter(active);
@@ -89,19 +90,24 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
   /** Loads a saved adapter (folder or hub id) under `adapterName`; it stays inactive until `setAdapter`. */
   async loadAdapter(pathOrRepoId: string, adapterName: string, options: Omit<PeftFromPretrainedOptions, 'adapterName'> = {}): Promise<void> {
     validateAdapterName(adapterName);
+    if (this.peftConfig.has(adapterName)) throw new AdapterNameError(adapterName, 'an adapter of that name already exists; delete it first or choose another name.');
     const dir = await resolvePretrained(pathOrRepoId, options);
-    const config = (await loadPeftConfig(dir)).with({ inferenceMode: !(options.isTrainable ?? false) }) as AnyPeftConfig;
+    const config = await loadAdapterConfig(dir, options.isTrainable ?? false);
+    this.assertSameMethod(config);
     const weights = join(dir, ADAPTER_WEIGHTS_NAME);
     if (!existsSync(weights)) throw new AdapterLoadError(`${dir} has no ${ADAPTER_WEIGHTS_NAME} (pickled adapter_model.bin files are not supported: re-save with safe_serialization=True).`);
     const tensors = await loadSafetensors(weights);
     const active = this.base_model.peftConfig.size ? [...this.activeAdapters] : [adapterName];
+    let injected = false;
     try {
       this.base_model.injectAdapter(withTaskDefaults(config), adapterName);
+      injected = true;
       const report = setAdapterStateDict(this.base_model, adapterName, tensors);
       if (report.missingKeys.length) console.warn(`Found missing adapter keys while loading the checkpoint: ${report.missingKeys.join(', ')}`);
       if (report.unexpectedKeys.length) console.warn(`Ignored keys in ${weights} that match no adapter tensor: ${report.unexpectedKeys.slice(0, 10).join(', ')}`);
     } catch (error) {
-      if (this.base_model.peftConfig.has(adapterName)) this.base_model.deleteAdapter(adapterName);
+      // Only an adapter this call created is removed (a taken name must not delete the adapter that has it).
+      if (injected) this.base_model.deleteAdapter(adapterName);
       throw error;
     } finally {
       for (const t of tensors.values()) t.dispose();
@@ -110,12 +116,20 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
     if (!options.isTrainable) this.eval();
   }
 
+  /** Adapters of one model share a method: the tuner builds only its own layers. */
+  private assertSameMethod(config: AnyPeftConfig): void {
+    const first = [...this.peftConfig.values()][0];
+    if (first && first.peftType !== config.peftType) {
+      throw new ConfigError([{ code: 'invalid_value', path: ['peft_type'], message: `cannot add a ${config.peftType} adapter to a ${first.peftType} model` }], 'adapter config');
+    }
+  }
+
   /** Loads a PEFT adapter folder (or hub id) onto `model`. */
   static async fromPretrained<M extends AdaptableModel>(model: M, pathOrRepoId: string, options: PeftFromPretrainedOptions = {}): Promise<PeftModel<M>> {
     const adapterName = options.adapterName ?? 'default';
     validateAdapterName(adapterName);
     const dir = await resolvePretrained(pathOrRepoId, options);
-    const config = (await loadPeftConfig(dir)).with({ inferenceMode: !(options.isTrainable ?? false) }) as AnyPeftConfig;
+    const config = await loadAdapterConfig(dir, options.isTrainable ?? false);
     const weights = join(dir, ADAPTER_WEIGHTS_NAME);
     if (!existsSync(weights)) throw new AdapterLoadError(`${dir} has no ${ADAPTER_WEIGHTS_NAME} (pickled adapter_model.bin files are not supported: re-save with safe_serialization=True).`);
     const tensors = await loadSafetensors(weights);
@@ -219,9 +233,28 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
   }
 }
 
-/** PEFT's `get_peft_model`. */
-export function getPeftModel<M extends AdaptableModel>(model: M, config: AnyPeftConfig, options: { adapterName?: string } = {}): PeftModel<M> {
+/**
+ * PEFT's `get_peft_model`. With an `XLoraConfig` it builds an X-LoRA model, which loads the experts from disk
+ * and so returns a promise.
+ */
+export function getPeftModel<M extends AdaptableModel>(model: M, config: XLoraConfig, options?: { adapterName?: string }): Promise<XLoraModel>;
+export function getPeftModel<M extends AdaptableModel>(model: M, config: AnyPeftConfig, options?: { adapterName?: string }): PeftModel<M>;
+export function getPeftModel<M extends AdaptableModel>(
+  model: M,
+  config: AnyPeftConfig | XLoraConfig,
+  options: { adapterName?: string } = {},
+): PeftModel<M> | Promise<XLoraModel> {
+  if (config instanceof XLoraConfig) return addXLoraToModel({ model: model as unknown as PreTrainedCausalLM, xloraConfig: config });
   return new PeftModel(model, config, options.adapterName ?? 'default');
+}
+
+/** An adapter folder's config; X-LoRA checkpoints are pointed to their own loader. */
+async function loadAdapterConfig(dir: string, isTrainable: boolean): Promise<AnyPeftConfig> {
+  const config = await loadPeftConfig(dir);
+  if (config instanceof XLoraConfig) {
+    throw new ConfigError([{ code: 'invalid_value', path: ['peft_type'], message: `${dir} holds an X-LoRA model: load it with fromPretrained(dir, model) from 'peft-ts/xlora'` }], 'adapter config');
+  }
+  return config.with({ inferenceMode: !isTrainable }) as AnyPeftConfig;
 }
 
 /** Sequence classification keeps the task head trainable and saved (PEFT adds `classifier` and `score`). */

@@ -60,7 +60,7 @@ export async function beamSearch(
   const batch = prompts.length;
   const promptLength = prompts[0]!.length;
   const expand = <T>(rows: T[][]) => rows.flatMap((r) => Array.from({ length: k }, () => [...r]));
-  let state = new DecodingState(expand(prompts), expand(mask), o.useCache ? new KVCache() : undefined);
+  let state = new DecodingState(expand(prompts), expand(mask), o.useCache ? (model.createCache?.() ?? new KVCache()) : undefined);
   // Only the first beam of each prompt is live at the start, so the first step does not pick k copies.
   let beamScores: number[] = Array.from({ length: batch * k }, (_, i) => (i % k === 0 ? 0 : -1e9));
   const hyps = prompts.map(() => new BeamHypotheses(k, o.lengthPenalty, o.earlyStopping, o.maxNewTokens));

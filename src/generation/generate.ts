@@ -21,6 +21,8 @@ import { mulberry32 } from '../nn/dropout.js';
 export interface GenerativeModel {
   forward(input: CausalLMInput, ctx?: ForwardContext): CausalLMOutput;
   readonly generationConfig: GenerationOptions;
+  /** A fresh cache for one generate call (X-LoRA keeps one per pass); default a plain KVCache. */
+  createCache?(): KVCache;
 }
 
 /**
@@ -90,7 +92,7 @@ export async function generate(
   const state = new DecodingState(
     copies(prompts),
     copies(mask),
-    resolved.useCache ? new KVCache() : undefined,
+    resolved.useCache ? (model.createCache?.() ?? new KVCache()) : undefined,
   );
   try {
     await decodeGreedyOrSample(model, state, resolved, ctx);

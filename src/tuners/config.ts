@@ -9,6 +9,7 @@ import { ConfigError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { LoHaConfig } from './loha/config.js';
 import { LoraConfig } from './lora/config.js';
+import { XLoraConfig } from './xlora/config.js';
 import type { ConfigSettings, PeftType } from './config-schema.js';
 
 export {
@@ -58,10 +59,11 @@ export const ADAPTER_CONFIG_NAME = 'adapter_config.json';
 export const configClasses = {
   LORA: LoraConfig,
   LOHA: LoHaConfig,
+  XLORA: XLoraConfig,
 } as const satisfies { readonly [P in PeftType]?: { readonly peftType: P } };
 
 /** Any adapter config peft-ts can read. */
-export type PeftConfig = LoraConfig | LoHaConfig;
+export type PeftConfig = LoraConfig | LoHaConfig | XLoraConfig;
 
 /** PEFT 0.21.2's other methods, to tell "not implemented here" from "not a PEFT method" in messages. */
 const OTHER_PEFT_TYPES = new Set([

@@ -1,11 +1,13 @@
 import type { Module } from '../nn/module.js';
 import type { PeftType } from './config.js';
+import type { LoHaConfig } from './loha/config.js';
+import { LoHaModel } from './loha/model.js';
 import type { LoraConfig } from './lora/config.js';
 import { LoraModel } from './lora/model.js';
 import type { BaseTuner } from './tuner-model.js';
 
 /** Configs of the methods in the table below. */
-export type AnyPeftConfig = LoraConfig;
+export type AnyPeftConfig = LoraConfig | LoHaConfig;
 
 interface TunerEntry {
   /** Builds the tuner (injecting the first adapter). */
@@ -15,6 +17,7 @@ interface TunerEntry {
 /** The method table: one entry per PEFT type peft-ts implements. Nothing registers itself on import. */
 export const tunerRegistry = {
   LORA: { create: (model, config, name) => new LoraModel(model, config as LoraConfig, name) },
+  LOHA: { create: (model, config, name) => new LoHaModel(model, config as LoHaConfig, name) },
 } satisfies Partial<Record<PeftType, TunerEntry>>;
 
 export function createTuner(model: Module, config: AnyPeftConfig, adapterName: string): BaseTuner {

@@ -100,11 +100,28 @@ export abstract class BaseTunerLayer extends Module implements AdaptableLayer {
 
   /** Adds the delta weights of the given (default: active) adapters to the base weight. */
   merge({ safeMerge = false, adapterNames }: MergeOptions = {}): void {
-    const names = (adapterNames ?? this.activeAdapters).filter((n) => this.hasAdapter(n) && !this.mergedAdapters.includes(n));
-    for (const name of names) {
+    for (const name of this.pendingMerges(adapterNames)) {
       this.mergeOne(name, safeMerge);
       this.mergedAdapters.push(name);
     }
+  }
+
+  /**
+   * Throws MergeError if a safe merge of the given (default: active) adapters would be refused, changing nothing:
+   * lets a tuner check every layer before it merges any (a safe merge then computes each result twice).
+   */
+  checkSafeMerge(adapterNames?: readonly string[]): void {
+    for (const name of this.pendingMerges(adapterNames)) {
+      const updates = this.mergedValues(name);
+      const finite = updates.every(([, value]) => allFinite(value));
+      for (const [, value] of updates) value.dispose();
+      if (!finite) throw new MergeError(`NaNs detected in the merged weights. The adapter "${name}" seems to be broken.`);
+    }
+  }
+
+  /** Adapters of `adapterNames` (default: the active ones) this layer holds and has not merged yet. */
+  private pendingMerges(adapterNames: readonly string[] | undefined): string[] {
+    return (adapterNames ?? this.activeAdapters).filter((n) => this.hasAdapter(n) && !this.mergedAdapters.includes(n));
   }
 
   /** Removes merged adapters from the base weight, last merged first. */
@@ -130,16 +147,26 @@ export abstract class BaseTunerLayer extends Module implements AdaptableLayer {
     return this.adapterContainers().some((c) => c.has(name));
   }
 
-  /** W += ΔW (safely on a copy first when asked). Variants that do not merge additively override this. */
-  protected mergeOne(name: string, safeMerge: boolean): void {
+  /**
+   * What merging adapter `name` writes, as new tensors for the layer's variables, computed without changing any:
+   * W + ΔW by default. Variants that do not merge additively, or merge more than the weight, override this.
+   */
+  protected mergedValues(name: string): [tf.Variable, tf.Tensor][] {
     const weight = this.base_layer.weight;
-    const merged = tf.tidy(() => tf.add(weight, this.getDeltaWeight(name)));
-    if (safeMerge && !allFinite(merged)) {
-      merged.dispose();
-      throw new MergeError(`NaNs detected in the merged weights. The adapter "${name}" seems to be broken.`);
+    return [[weight, tf.tidy(() => tf.add(weight, this.getDeltaWeight(name)))]];
+  }
+
+  /** Writes `mergedValues(name)`; with `safeMerge`, only when every value is finite (else MergeError, nothing written). */
+  protected mergeOne(name: string, safeMerge: boolean): void {
+    const updates = this.mergedValues(name);
+    try {
+      if (safeMerge && !updates.every(([, value]) => allFinite(value))) {
+        throw new MergeError(`NaNs detected in the merged weights. The adapter "${name}" seems to be broken.`);
+      }
+      for (const [variable, value] of updates) variable.assign(value);
+    } finally {
+      for (const [, value] of updates) value.dispose();
     }
-    weight.assign(merged);
-    merged.dispose();
   }
 
   protected unmergeOne(name: string): void {

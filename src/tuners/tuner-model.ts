@@ -17,6 +17,8 @@ export interface TunerConfig {
   readonly layersToTransform: number | readonly number[] | null;
   readonly layersPattern: string | readonly string[] | null;
   readonly modulesToSave: readonly string[] | null;
+  /** The `adapter_config.json` object (snake_case keys). */
+  toJson(): Readonly<Record<string, unknown>>;
   /** A validated copy with `changes` applied (configs are immutable). */
   with(changes: { readonly targetModules?: string | readonly string[] | null }): this;
 }
@@ -143,7 +145,9 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
     for (const [, wrapper] of this.modulesToSaveWrappers()) wrapper.disabled = !enabled;
   }
 
+  /** Merges into every adapter layer. A safe merge checks every layer first, so a refusal changes no weight. */
   merge(options: MergeOptions = {}): void {
+    if (options.safeMerge) for (const [, layer] of this.tunerLayers()) layer.checkSafeMerge(options.adapterNames);
     for (const [, layer] of this.tunerLayers()) layer.merge(options);
   }
 
@@ -156,6 +160,7 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
    * the active copy in place of each modules-to-save wrapper. Returns the user's model; this tuner is spent.
    */
   unloadLayers({ merge, ...options }: MergeOptions & { merge: boolean }): Module {
+    if (merge && options.safeMerge) for (const [, layer] of this.tunerLayers()) layer.checkSafeMerge(options.adapterNames);
     for (const [key, layer] of this.tunerLayers()) {
       if (merge) layer.merge(options);
       else layer.unmerge();
@@ -165,7 +170,8 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
       layer.dispose();
     }
     for (const [key, wrapper] of this.modulesToSaveWrappers()) {
-      const keep = merge ? wrapper.current : wrapper.original_module;
+      // PEFT keeps the active adapter's copy (the trained head) whether or not it merges.
+      const keep = wrapper.activeAdapter === null ? wrapper.original_module : wrapper.modules_to_save.get(wrapper.activeAdapter)!;
       this.model.setSubmodule(key, keep);
       if (keep !== wrapper.original_module) wrapper.original_module.dispose();
       for (const name of wrapper.modules_to_save.keys()) if (wrapper.modules_to_save.get(name) !== keep) wrapper.modules_to_save.delete(name);

@@ -1,9 +1,11 @@
 // peft-ts's wasm kernels for what tfjs-backend-wasm 4.22 lacks (UnsortedSegmentSum, Conv2DBackpropFilter,
-// DepthwiseConv2dNativeBackpropFilter / Input): each against the cpu backend's kernel on random inputs, by
-// adjointness where the cpu kernel lacks a feature (dilations), and end to end through tf.grad.
+// DepthwiseConv2dNativeBackpropFilter / Input) or runs slowly (Conv2DBackpropInput): each against the cpu
+// backend's kernel on random inputs, by adjointness where the cpu kernel lacks a feature (dilations), and end
+// to end through tf.grad.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setBackend } from '../../src/engine/index.js';
+import { setConv2DBackpropFilterChunk } from '../../src/engine/kernels/conv-backprop.js';
 import { tf } from '../../src/engine/tf.js';
 import { assertAllClose, assertNoLeak } from '../helpers/assert.js';
 import type { Result, Spec } from './_compare.js';
@@ -38,7 +40,7 @@ describe('wasm kernel registration', () => {
       await setBackend('cpu');
     }
     await setBackend('wasm');
-    for (const name of ['UnsortedSegmentSum', 'Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']) {
+    for (const name of ['UnsortedSegmentSum', 'Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput', 'Conv2DBackpropInput']) {
       assert.ok(tf.getKernel(name, 'wasm'), `${name} registered for wasm`);
     }
     // The overridden matmul still works after repeated registration (no wrapper around a wrapper).
@@ -105,6 +107,42 @@ describe('Conv2DBackpropFilter (wasm vs cpu)', () => {
         runKernel('Conv2DBackpropFilter', { x, dy }, { strides: c.strides, pad: c.pad, dataFormat, dimRoundingMode: c.dimRoundingMode, filterShape: c.filter });
       const { wasm, cpu } = await onBoth(run);
       assertSame(wasm, cpu, TOL, c.name);
+    });
+
+    test(`${c.name}: Conv2DBackpropInput (peft-ts replaces TF.js's slow wasm kernel)`, async () => {
+      const dataFormat = c.dataFormat ?? 'NHWC';
+      const nhwc = dataFormat === 'NCHW' ? [c.x[0]!, c.x[2]!, c.x[3]!, c.x[1]!] : c.x;
+      const info = tf.backend_util.computeConv2DInfo(nhwc as [number, number, number, number], c.filter, c.strides, 1, c.pad, c.dimRoundingMode);
+      const dyShape = dataFormat === 'NCHW' ? [info.batchSize, info.outChannels, info.outHeight, info.outWidth] : info.outShape;
+      const filter = rand(c.filter);
+      const dy = rand(dyShape);
+      const run = (): tf.Tensor =>
+        runKernel('Conv2DBackpropInput', { dy, filter }, { strides: c.strides, pad: c.pad, dataFormat, dimRoundingMode: c.dimRoundingMode, inputShape: c.x });
+      const { wasm, cpu } = await onBoth(run);
+      assertSame(wasm, cpu, TOL, c.name);
+    });
+  }
+});
+
+describe('Conv2DBackpropFilter / Conv2DBackpropInput in im2col chunks (wasm vs cpu)', () => {
+  for (const floats of [1, 200, 1000]) {
+    test(`chunks of at most ${floats} floats`, async () => {
+      const x = rand([2, 7, 6, 5]);
+      const filter: [number, number, number, number] = [3, 3, 5, 4];
+      const info = tf.backend_util.computeConv2DInfo([2, 7, 6, 5], filter, 2, 1, 'same');
+      const dy = rand(info.outShape);
+      const f = rand(filter);
+      const run = (): tf.Tensor[] => [
+        runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 2, pad: 'same', dataFormat: 'NHWC', filterShape: filter }),
+        runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides: 2, pad: 'same', dataFormat: 'NHWC', inputShape: [2, 7, 6, 5] }),
+      ];
+      const cpu = await runOn('cpu', run);
+      const previous = setConv2DBackpropFilterChunk(floats);
+      try {
+        assertSame(await runOn('wasm', run), cpu, TOL, `chunk ${floats}`);
+      } finally {
+        setConv2DBackpropFilterChunk(previous);
+      }
     });
   }
 });

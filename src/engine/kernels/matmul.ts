@@ -3,8 +3,8 @@
 // Its C++ kernel calls XNNPACK only for `a @ b` with no transpose flag and a batch of 1 on both sides; every
 // other case (transposeA, transposeB, or a batch > 1 even when b is shared) runs a naive blocked loop at
 // 1-3 GFLOPS instead of 25-40. TF.js's matmul gradient uses exactly those forms (dA = dy @ b^T,
-// dB = a^T @ dy), so a training step cost ~9x its forward. This wrapper, registered in place of the backend's
-// kernels, rewrites each call onto the fast path with kernel-level transposes, copies and reshapes:
+// dB = a^T @ dy), so a training step cost 9x-60x its forward. This wrapper, registered in place of the
+// backend's kernels, rewrites each call onto the fast path with kernel-level transposes, copies, reshapes:
 //   - transpose flags become an explicit transpose of that operand (when the matmul is big enough to repay it);
 //   - a batch against an unbatched b is folded into the rows: [B, M, K] @ [K, N] = ([B*M, K] @ [K, N]);
 //   - an unbatched a against a batched b becomes one wide product: a @ [K, B*N], then rows are regrouped;
@@ -19,7 +19,7 @@ import { asWasmBackend, copyElements, release, reshapeInfo, transposeInfo, trans
  * tfjs-backend-wasm 4.22 SIMD on x86-64 (Node 20): the naive loop runs ~0.9 ns/MAC (NN batched), ~0.7 with
  * transposeB and ~1.7 with transposeA; XNNPACK ~0.05; swapping the last two dimensions (transposeLastTwo)
  * ~2.5 ns per element, the Transpose kernel ~8 for other permutations; a new XNNPACK operator packs b at
- * ~1 ns per element; each extra kernel dispatch costs some microseconds.
+ * ~1 ns per element; each extra kernel dispatch (allocation, operator set-up) ~5 us.
  */
 const NS_SLOW_NN = 0.9;
 const NS_SLOW_NT = 0.7;
@@ -29,7 +29,7 @@ const NS_SWAP = 2.5;
 const NS_TRANSPOSE = 8;
 const NS_COPY = 0.5;
 const NS_PACK = 1;
-const NS_CALL = 20_000;
+const NS_CALL = 5_000;
 
 function prod(shape: readonly number[]): number {
   let n = 1;

@@ -2,10 +2,12 @@
 // to a learnt magnitude m: W' = (m / ||W + sBA||_row) ⊙ (W + sBA), with the norm treated as a constant in the
 // backward pass, as PEFT detaches it. Implemented for Linear and GPT-2 Conv1D.
 import { tf } from '../../engine/tf.js';
+import { stopGradient } from '../../engine/ops.js';
 import { UnsupportedLayerError } from '../../errors.js';
 import type { LoraLayer } from './layer.js';
 
-const supportedKinds = ['linear', 'gpt2_conv1d'];
+/** Layer kinds peft-ts implements DoRA for (PEFT also has Embedding and ConvNd). */
+export const DORA_KINDS: readonly string[] = ['linear', 'gpt2_conv1d'];
 
 /** The base weight (plus an optional delta) as `[out, in]`, whatever the storage order. */
 function orientedWeight(layer: LoraLayer, delta?: tf.Tensor): tf.Tensor2D {
@@ -18,15 +20,8 @@ function rowNorm(layer: LoraLayer, name: string): tf.Tensor1D {
   return tf.tidy(() => tf.norm(orientedWeight(layer, layer.getDeltaWeight(name)), 'euclidean', 1) as tf.Tensor1D);
 }
 
-/** A copy of `x` through which no gradient flows (PyTorch's `.detach()`). */
-const detach = (x: tf.Tensor): tf.Tensor =>
-  tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const input = inputs[0] as tf.Tensor;
-    return { value: tf.clone(input), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) };
-  })(x);
-
 function assertSupported(layer: LoraLayer): void {
-  if (!supportedKinds.includes(layer.kind)) throw new UnsupportedLayerError('(DoRA)', layer.kind, supportedKinds, 'DoRA in peft-ts');
+  if (!DORA_KINDS.includes(layer.kind)) throw new UnsupportedLayerError('(DoRA)', layer.kind, DORA_KINDS, 'DoRA in peft-ts');
 }
 
 /** Initial magnitude: the row norms of W + sBA (equal to those of W when B is zero). */
@@ -42,7 +37,7 @@ export function doraMagnitude(layer: LoraLayer, name: string): tf.Tensor {
 export function doraForward(layer: LoraLayer, name: string, x: tf.Tensor, dropped: tf.Tensor, baseOutput: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const magnitude = layer.lora_magnitude_vector.get(name)!;
-    const scale = tf.div(magnitude, detach(rowNorm(layer, name)));
+    const scale = tf.div(magnitude, stopGradient(rowNorm(layer, name)));
     const bias = (layer.base_layer as { bias?: tf.Tensor | null }).bias;
     const withoutBias =
       dropped === x ? (bias ? tf.sub(baseOutput, bias) : baseOutput) : tf.matMul(dropped.reshape([-1, dropped.shape.at(-1)!]), orientedWeight(layer), false, true).reshape(baseOutput.shape);
@@ -51,12 +46,15 @@ export function doraForward(layer: LoraLayer, name: string, x: tf.Tensor, droppe
   });
 }
 
-/** W' = (m / ||W + ΔW||) ⊙ (W + ΔW), in storage orientation; caches the norm for unmerging. */
+/** ||W + ΔW|| per output row, `[out]`: what a merge divides by, kept by the layer so unmerging can undo it. */
+export function doraWeightNorm(layer: LoraLayer, name: string): tf.Tensor1D {
+  return rowNorm(layer, name);
+}
+
+/** W' = (m / ||W + ΔW||) ⊙ (W + ΔW), in storage orientation. Changes nothing (the caller caches the norm). */
 export function doraMerged(layer: LoraLayer, name: string): tf.Tensor {
   return tf.tidy(() => {
     const norm = rowNorm(layer, name);
-    layer.doraWeightNorm.get(name)?.dispose();
-    layer.doraWeightNorm.set(name, tf.keep(norm));
     const scale = tf.div(layer.lora_magnitude_vector.get(name)!, norm).reshape([-1, 1]);
     const merged = tf.mul(scale, orientedWeight(layer, layer.getDeltaWeight(name)));
     return layer.kind === 'gpt2_conv1d' ? tf.transpose(merged) : merged;

@@ -9,7 +9,8 @@ import { kaimingUniform, normal, zeros } from '../../nn/init.js';
 import { Linear } from '../../nn/linear.js';
 import type { AdaptableLayer, Layer } from '../../nn/module.js';
 import { BaseTunerLayer } from '../tuner-layer.js';
-import { doraForward, doraMagnitude, doraMerged, doraUnmerged } from './dora.js';
+import { xloraLayerForward } from '../xlora/layer.js';
+import { doraForward, doraMagnitude, doraMerged, doraUnmerged, doraWeightNorm } from './dora.js';
 
 /** Everything `updateLayer` needs for one adapter, after rank/alpha patterns are resolved for this module. */
 export interface LoraLayerOptions {
@@ -69,6 +70,12 @@ export abstract class LoraLayer extends BaseTunerLayer {
     this.setAdapter(this.activeAdapters);
   }
 
+  /** Under X-LoRA the context carries the scalings, and the experts are mixed per token (see xlora/layer.ts). */
+  override forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    if (ctx?.xlora && !this.merged && !this.disableAdapters) return xloraLayerForward(this, x, ctx.xlora);
+    return super.forward(x, ctx);
+  }
+
   /** Creates A and B for `name`, initialised as `initLoraWeights` says. */
   protected abstract createAdapterTensors(name: string, options: LoraLayerOptions): void;
 
@@ -82,41 +89,68 @@ export abstract class LoraLayer extends BaseTunerLayer {
     return tf.mul(this.loraBranch(input, name), this.scaling.get(name)!);
   }
 
+  /** W + ΔW, and with `lora_bias` the base bias + s·b_B; DoRA's rescaled weight. Nothing is written here. */
+  protected override mergedValues(name: string): [tf.Variable, tf.Tensor][] {
+    if (this.useDora.get(name)) return [[this.base_layer.weight, doraMerged(this, name)]];
+    const bBias = this.lora_B.get(name)?.bias;
+    const baseBias = this.baseBias();
+    if (bBias && !baseBias) throw new MergeError(`Cannot merge lora_bias of adapter "${name}": the base layer has no bias.`);
+    const updates = super.mergedValues(name);
+    if (bBias && baseBias) updates.push([baseBias, tf.tidy(() => tf.add(baseBias, tf.mul(bBias, this.scaling.get(name)!)))]);
+    return updates;
+  }
+
+  /** DoRA also keeps ||W + ΔW|| from merge time: unmerging needs it. */
   protected override mergeOne(name: string, safeMerge: boolean): void {
     if (!this.useDora.get(name)) {
       super.mergeOne(name, safeMerge);
-      this.mergeBias(name, 1);
       return;
     }
-    const merged = doraMerged(this, name);
-    if (safeMerge && !tf.tidy(() => tf.all(tf.isFinite(merged)).dataSync()[0] === 1)) {
-      merged.dispose();
-      throw new MergeError(`NaNs detected in the merged weights. The adapter "${name}" seems to be broken.`);
+    const norm = doraWeightNorm(this, name);
+    try {
+      super.mergeOne(name, safeMerge);
+    } catch (error) {
+      norm.dispose();
+      throw error;
     }
-    this.base_layer.weight.assign(merged);
-    merged.dispose();
+    this.doraWeightNorm.get(name)?.dispose();
+    this.doraWeightNorm.set(name, norm);
   }
 
   protected override unmergeOne(name: string): void {
     if (!this.useDora.get(name)) {
       super.unmergeOne(name);
-      this.mergeBias(name, -1);
+      const bBias = this.lora_B.get(name)?.bias;
+      const baseBias = this.baseBias();
+      if (bBias && baseBias) {
+        const next = tf.tidy(() => tf.sub(baseBias, tf.mul(bBias, this.scaling.get(name)!)));
+        baseBias.assign(next);
+        next.dispose();
+      }
       return;
     }
     const restored = doraUnmerged(this, name);
     this.base_layer.weight.assign(restored);
     restored.dispose();
+    this.doraWeightNorm.get(name)?.dispose();
+    this.doraWeightNorm.delete(name);
   }
 
-  /** With `lora_bias`, B's bias is part of the adapter and merges into the base bias (scaled). */
-  private mergeBias(name: string, sign: 1 | -1): void {
-    const bBias = this.lora_B.get(name)?.bias;
-    if (!bBias) return;
-    const baseBias = (this.base_layer as AdaptableLayer & { bias?: tf.Variable | null }).bias;
-    if (!baseBias) throw new MergeError(`Cannot merge lora_bias of adapter "${name}": the base layer has no bias.`);
-    const next = tf.tidy(() => tf.add(baseBias, tf.mul(bBias, sign * this.scaling.get(name)!)));
-    baseBias.assign(next);
-    next.dispose();
+  override deleteAdapter(name: string): void {
+    super.deleteAdapter(name);
+    this.doraWeightNorm.get(name)?.dispose();
+    this.doraWeightNorm.delete(name);
+  }
+
+  /** Frees the cached DoRA norms too (they are not parameters). */
+  override dispose(): void {
+    super.dispose();
+    for (const norm of this.doraWeightNorm.values()) norm.dispose();
+    this.doraWeightNorm.clear();
+  }
+
+  private baseBias(): tf.Variable | null {
+    return (this.base_layer as AdaptableLayer & { bias?: tf.Variable | null }).bias ?? null;
   }
 }
 

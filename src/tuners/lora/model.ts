@@ -1,8 +1,10 @@
+import { ConfigError, UnsupportedLayerError } from '../../errors.js';
 import type { LayerKind, AdaptableLayer } from '../../nn/module.js';
-import { getPatternKey } from '../matching.js';
+import { resolveRankAlpha } from '../matching.js';
 import { BaseTuner } from '../tuner-model.js';
 import type { BaseTunerLayer } from '../tuner-layer.js';
 import type { LoraConfig } from './config.js';
+import { DORA_KINDS } from './dora.js';
 import { LoraConv, LoraEmbedding, LoraLayer, LoraLinear } from './layer.js';
 import type { LoraLayerOptions } from './layer.js';
 
@@ -38,8 +40,22 @@ export class LoraModel extends BaseTuner<LoraConfig> {
     return layer instanceof LoraLayer;
   }
 
-  /** PEFT corrects `fan_in_fan_out` to the targeted layers (true for GPT-2's Conv1D), with a warning. */
+  /**
+   * Refuses, before any layer is touched, what PEFT refuses while injecting (DoRA or `lora_bias` on a layer kind
+   * without them, a second adapter with a trainable `bias`); then corrects `fan_in_fan_out` to the targeted layers
+   * (true for GPT-2's Conv1D), with a warning, as PEFT does.
+   */
   protected override finalizeConfig(config: LoraConfig, targets: readonly { key: string; layer: AdaptableLayer }[]): LoraConfig {
+    for (const { key, layer } of targets) {
+      if (config.useDora && !DORA_KINDS.includes(layer.kind)) throw new UnsupportedLayerError(key, layer.kind, DORA_KINDS, 'DoRA in peft-ts');
+      if (config.loraBias && layer.kind === 'embedding') {
+        throw new UnsupportedLayerError(key, layer.kind, this.supportedKinds.filter((k) => k !== 'embedding'), 'lora_bias');
+      }
+    }
+    if (config.bias !== 'none' && [...this.peftConfig.values()].some((c) => c.bias !== 'none')) {
+      const message = 'LoRA supports only 1 adapter with bias; when using several adapters, set bias to "none" for all but one.';
+      throw new ConfigError([{ code: 'invalid_value', path: ['bias'], message }], 'LoraConfig');
+    }
     const conv1d = targets.some((t) => t.layer.kind === 'gpt2_conv1d');
     const linear = targets.some((t) => t.layer.kind === 'linear');
     if (conv1d && !config.fanInFanOut) {
@@ -59,7 +75,7 @@ export class LoraModel extends BaseTuner<LoraConfig> {
     for (const name of this.activeAdapters) {
       const bias = this.peftConfig.get(name)?.bias ?? 'none';
       if (bias === 'all') {
-        for (const [key, param] of this.model.namedParameters()) if (key.endsWith('bias') || key.includes('.bias')) param.trainable = true;
+        for (const [key, param] of this.model.namedParameters()) if (key === 'bias' || key.endsWith('.bias')) param.trainable = true;
       } else if (bias === 'lora_only') {
         for (const [, layer] of this.tunerLayers()) {
           const b = (layer.base_layer as { bias?: { trainable: boolean } | null }).bias;
@@ -72,11 +88,10 @@ export class LoraModel extends BaseTuner<LoraConfig> {
 
 /** The options of one targeted module, after `rankPattern`/`alphaPattern`. */
 export function layerOptions(config: LoraConfig, key: string): LoraLayerOptions {
-  const rankKey = getPatternKey(Object.keys(config.rankPattern), key);
-  const alphaKey = getPatternKey(Object.keys(config.alphaPattern), key);
+  const { r, alpha } = resolveRankAlpha(config, key);
   return {
-    r: config.rankPattern[rankKey] ?? config.r,
-    loraAlpha: config.alphaPattern[alphaKey] ?? config.loraAlpha,
+    r,
+    loraAlpha: alpha,
     loraDropout: config.loraDropout,
     initLoraWeights: config.initLoraWeights as boolean | 'gaussian',
     useRslora: config.useRslora,

@@ -1,0 +1,10 @@
+import { tf } from './tf.js';
+
+/** A copy of `x` through which no gradient flows (PyTorch's `.detach()`; TF.js has no stopGradient op). */
+export function stopGradient<T extends tf.Tensor>(x: T): T {
+  const f = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: tf.clone(inputs[0] as tf.Tensor),
+    gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+  }));
+  return f(x) as T;
+}

@@ -1,0 +1,10 @@
+export { XLoraModel, XLoraCache } from './model.js';
+export type { XLoraRuntimeOptions, XLoraGenerateOptions } from './model.js';
+export { XLoraClassifier } from './classifier.js';
+export type { XLoraClassifierSpec } from './classifier.js';
+export { addXLoraToModel, fromPretrained, loadModel, saveXLora } from './io.js';
+export type { AddXLoraOptions, XLoraFromPretrainedOptions, LoadModelOptions } from './io.js';
+export { XLoraConfig, loadXLoraConfig } from './config.js';
+export { ScalingsLog, loadScalingsLog } from './scalings-log.js';
+export { processLayerScalings } from './layer.js';
+export type { XLoraLayerState } from './layer.js';

@@ -1,0 +1,112 @@
+// How a LoRA layer mixes its experts under X-LoRA (spec §5): for layer ℓ,
+//   y = base(x) + Σ_i B_i A_i dropout_i(x ⊙ s_{ℓ,i}) · γ_i · g
+// with s the classifier's scalings after per-layer top-k / softmax-top-k, γ_i the expert's own alpha/r and g
+// the global scaling weight. The scalings reach the layer through the forward context, never through hooks.
+import { tf } from '../../engine/tf.js';
+import { Identity } from '../../nn/container.js';
+import type { LoraLayer } from '../lora/layer.js';
+
+/** Per-call X-LoRA state a LoRA layer reads from `ctx.xlora`. */
+export interface XLoraLayerState {
+  /** 'base': the scaling pass with value 0 (every LoRA branch skipped, exactly the base model). */
+  readonly mode: 'base' | 'dummy' | 'mix';
+  /** Dummy scaling value for mode 'dummy'. */
+  readonly dummyValue: number;
+  /** `[B, S, L, C]` scalings for mode 'mix'. */
+  readonly scalings?: tf.Tensor4D;
+  /** Layer index ℓ of each X-LoRA layer (pre-order over LoRA-wrapped modules). */
+  readonly layerIndex: ReadonlyMap<LoraLayer, number>;
+  /** Expert adapter names in index order. */
+  readonly experts: readonly string[];
+  readonly topK: number | null;
+  readonly softmaxTopk: boolean;
+  readonly globalScalingWeight: number;
+}
+
+declare module '../../nn/context.js' {
+  interface ForwardContext {
+    /** Set by XLoraModel for the two passes of a forward. */
+    readonly xlora?: XLoraLayerState;
+  }
+}
+
+/** Per-layer top-k (no renormalisation) and per-token softmax over the kept experts, as PEFT (PR #2793). */
+export function processLayerScalings(slice: tf.Tensor3D, topK: number | null, softmaxTopk: boolean): tf.Tensor3D {
+  return tf.tidy(() => {
+    let s: tf.Tensor3D = slice;
+    const experts = slice.shape[2];
+    let keep: tf.Tensor | undefined;
+    if (topK !== null && topK < experts) {
+      const { indices } = tf.topk(s, topK);
+      keep = tf.sum(tf.oneHot(indices, experts), -2);
+      s = tf.mul(s, keep);
+    }
+    if (softmaxTopk) {
+      const mask = keep ?? tf.cast(tf.notEqual(s, 0), 'float32');
+      const masked = tf.add(s, tf.mul(tf.sub(1, mask), -1e30));
+      s = tf.mul(tf.softmax(masked, -1), mask) as tf.Tensor3D;
+    }
+    return s;
+  });
+}
+
+/** The X-LoRA forward of one LoRA layer (Linear, GPT-2 Conv1D or Embedding). */
+export function xloraLayerForward(layer: LoraLayer, x: tf.Tensor, state: XLoraLayerState): tf.Tensor {
+  const index = state.layerIndex.get(layer);
+  if (index === undefined || state.mode === 'base') return layer.base_layer.forward(x);
+  return tf.tidy(() => {
+    const base = layer.base_layer.forward(x);
+    const isEmbedding = layer.kind === 'embedding';
+    const lead = isEmbedding ? x.shape : x.shape.slice(0, -1); // [B, S]
+    const experts = state.experts.length;
+    const raw =
+      state.mode === 'dummy'
+        ? tf.fill([...lead, experts], state.dummyValue)
+        : tf.squeeze(tf.slice(state.scalings!, [0, 0, index, 0], [-1, -1, 1, -1]), [2]);
+    const scalings = processLayerScalings(raw as tf.Tensor3D, state.topK, state.softmaxTopk);
+    const present = state.experts.map((name, i) => ({ name, i })).filter(({ name }) => layer.hasAdapter(name));
+    const factor = (i: number, name: string) => tf.mul(tf.slice(scalings, [0, 0, i], [-1, -1, 1]), layer.scaling.get(name)! * state.globalScalingWeight);
+    if (isEmbedding) {
+      let out = base;
+      for (const { name, i } of present) {
+        const afterA = tf.gather(tf.transpose(layer.lora_embedding_A.get(name)!), tf.cast(x, 'int32'));
+        out = tf.add(out, tf.matMul(tf.mul(afterA, factor(i, name)), layer.lora_embedding_B.get(name)!, false, true));
+      }
+      return out;
+    }
+    const dropoutActive = layer.training && present.some(({ name }) => !(layer.lora_dropout.get(name) instanceof Identity));
+    if (!dropoutActive && present.length > 1) return tf.add(base, stackedExperts(layer, x, present, scalings, state.globalScalingWeight));
+    let out = base;
+    for (const { name, i } of present) {
+      const input = layer.lora_dropout.get(name)!.forward(tf.mul(x, tf.slice(scalings, [0, 0, i], [-1, -1, 1])));
+      out = tf.add(out, tf.mul(layer.loraBranch(input, name), layer.scaling.get(name)! * state.globalScalingWeight));
+    }
+    return out;
+  });
+}
+
+/**
+ * All experts of a layer in two matmuls: x [N, in] @ [A_1; ...; A_C]ᵀ gives [N, Σr]; each expert's columns are
+ * scaled by s_i · γ_i · g; then @ [B_1 ... B_C]ᵀ gives [N, out]. Equal to the per-expert sum (no dropout).
+ */
+function stackedExperts(layer: LoraLayer, x: tf.Tensor, present: { name: string; i: number }[], scalings: tf.Tensor3D, g: number): tf.Tensor {
+  const inF = x.shape.at(-1)!;
+  const x2 = tf.reshape(x, [-1, inF]);
+  const a = tf.concat(present.map(({ name }) => layer.lora_A.get(name)!.weight), 0); // [Σr, in]
+  const b = tf.concat(present.map(({ name }) => layer.lora_B.get(name)!.weight), 1); // [out, Σr]
+  const s2 = tf.reshape(scalings, [-1, scalings.shape[2]]); // [N, C]
+  // Column j of x @ aᵀ belongs to one expert: gather that expert's scaling and multiply by its γ·g.
+  const owner: number[] = [];
+  const gamma: number[] = [];
+  for (const { name, i } of present) {
+    const r = layer.r.get(name)!;
+    for (let k = 0; k < r; k++) {
+      owner.push(i);
+      gamma.push(layer.scaling.get(name)! * g);
+    }
+  }
+  const columnScale = tf.mul(tf.gather(s2, tf.tensor1d(owner, 'int32'), 1), tf.tensor1d(gamma));
+  const hidden = tf.mul(tf.matMul(x2, a, false, true), columnScale);
+  const out = tf.matMul(hidden, b, false, true);
+  return tf.reshape(out, [...x.shape.slice(0, -1), b.shape[0]!]);
+}
