@@ -177,7 +177,6 @@ export { checkTargetModuleExists, getPatternKey } from './tuners/matching.js';
 export { LoraConfig } from './tuners/lora/config.js';
 export { LoraModel } from './tuners/lora/model.js';
 export { LoraLayer, LoraLinear, LoraEmbedding, LoraConv } from './tuners/lora/layer.js';
-export { LoHaConfig, LoHaModel, LoHaLayer } from './tuners/loha/index.js';
 export {
   XLoraConfig,
   XLoraModel,

@@ -9,7 +9,7 @@ import { loadSafetensors, saveSafetensors } from './io/index.js';
 import type { ForwardContext } from './nn/context.js';
 import { Module } from './nn/module.js';
 import type { IdsInput } from './models/outputs.js';
-import { getAdapterStateDict, setAdapterStateDict } from './tuners/adapter-state.js';
+import { ADAPTER_WEIGHTS_NAME, getAdapterStateDict, setAdapterStateDict } from './tuners/adapter-state.js';
 import { loadPeftConfig, savePeftConfig } from './tuners/config.js';
 import type { AnyPeftConfig } from './tuners/registry.js';
 import { createTuner } from './tuners/registry.js';
@@ -21,8 +21,8 @@ import { addXLoraToModel } from './tuners/xlora/io.js';
 import type { XLoraModel } from './tuners/xlora/model.js';
 import type { PreTrainedCausalLM } from './models/pretrained.js';
 
-export const ADAPTER_CONFIG_NAME = 'adapter_config.json';
-export const ADAPTER_WEIGHTS_NAME = 'adapter_model.safetensors';
+export { ADAPTER_CONFIG_NAME } from './tuners/config.js';
+export { ADAPTER_WEIGHTS_NAME } from './tuners/adapter-state.js';
 
 /** A model peft-ts can adapt: any module with a forward. */
 export type AdaptableModel = Module & { forward(...args: never[]): unknown };

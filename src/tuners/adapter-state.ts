@@ -7,6 +7,9 @@ import { ModuleDict, ParameterDict } from '../nn/dicts.js';
 import type { Parameter } from '../nn/module.js';
 import type { BaseTuner } from './tuner-model.js';
 
+/** The adapter weights file of a PEFT adapter folder. */
+export const ADAPTER_WEIGHTS_NAME = 'adapter_model.safetensors';
+
 /** Prefix of every key PEFT saves: `PeftModel.base_model` (the tuner) `.model` (the user's model). */
 export const PEFT_KEY_PREFIX = 'base_model.model.';
 

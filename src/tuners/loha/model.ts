@@ -32,7 +32,15 @@ export interface LoHaModelOptions {
   seed?: number;
 }
 
-/** PEFT's `LoHaModel`: LoHa (low-rank Hadamard product) adapters injected into a model. */
+/**
+ * PEFT's `LoHaModel`: LoHa (low-rank Hadamard product, FedPara) adapters injected into a model, in place.
+ *
+ * ```ts
+ * const config = new LoHaConfig({ r: 8, alpha: 32, targetModules: ['k_proj', 'q_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'] });
+ * const textEncoder = new LoHaModel(new CLIPTextModel(clipConfig), config, 'default');
+ * textEncoder.forward({ inputIds });                   // or: getPeftModel(model, config) for save/load and adapter management
+ * ```
+ */
 export class LoHaModel extends BaseTuner<LoHaConfig> {
   readonly method = 'LoHa';
   /** PEFT's `prefix`: every LoHa tensor name starts with it. */

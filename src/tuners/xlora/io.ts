@@ -14,7 +14,7 @@ import { AutoModelForCausalLM } from '../../models/auto.js';
 import type { PreTrainedCausalLM } from '../../models/pretrained.js';
 import { AutoTokenizer } from '../../tokenizers/index.js';
 import type { PreTrainedTokenizer } from '../../tokenizers/index.js';
-import { getAdapterStateDict, setAdapterStateDict } from '../adapter-state.js';
+import { ADAPTER_WEIGHTS_NAME, getAdapterStateDict, setAdapterStateDict } from '../adapter-state.js';
 import { loadPeftConfig, savePeftConfig } from '../config.js';
 import { LoraConfig } from '../lora/config.js';
 import { LoraModel } from '../lora/model.js';
@@ -23,7 +23,6 @@ import { originalClassifierKeys } from './classifier.js';
 import { loadXLoraConfig, XLoraConfig } from './config.js';
 import { XLoraModel } from './model.js';
 
-const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 const ORIGINAL_CLASSIFIER = 'xlora_classifier.safetensors';
 const CLASSIFIER_PREFIX = 'base_model.internal_xlora_classifier.';
 
@@ -70,7 +69,7 @@ async function loadExperts(model: PreTrainedCausalLM, adapters: Readonly<Record<
       const expert = config.with({ inferenceMode: !options.xloraConfig.useTrainableAdapters });
       if (tuner) tuner.injectAdapter(expert, name);
       else tuner = new LoraModel(model, expert, name);
-      const tensors = await loadSafetensors(join(dir, ADAPTER_WEIGHTS));
+      const tensors = await loadSafetensors(join(dir, ADAPTER_WEIGHTS_NAME));
       try {
         const report = setAdapterStateDict(tuner, name, expertKeys(tensors));
         if (report.missingKeys.length) console.warn(`X-LoRA expert "${name}": missing keys ${report.missingKeys.join(', ')}`);
@@ -125,7 +124,7 @@ export async function fromPretrained(
   const xlora = await addXLoraToModel({ ...options, model, xloraConfig: config, adapters: experts });
   try {
     const original = existsSync(join(dir, ORIGINAL_CLASSIFIER));
-    const tensors = await loadSafetensors(join(dir, original ? ORIGINAL_CLASSIFIER : ADAPTER_WEIGHTS));
+    const tensors = await loadSafetensors(join(dir, original ? ORIGINAL_CLASSIFIER : ADAPTER_WEIGHTS_NAME));
     try {
       const keyed = new Map([...tensors].filter(([k]) => original || k.startsWith(CLASSIFIER_PREFIX)).map(([k, v]) => [original ? k : k.slice(CLASSIFIER_PREFIX.length), v] as const));
       xlora.internal_xlora_classifier.loadStateDict(original ? originalClassifierKeys(xlora.internal_xlora_classifier, keyed) : keyed);
@@ -162,14 +161,14 @@ export async function saveXLora(model: XLoraModel, dir: string): Promise<void> {
     await mkdir(out, { recursive: true });
     const tensors = getAdapterStateDict(model.lora_model, name);
     try {
-      await saveSafetensors(join(out, ADAPTER_WEIGHTS), tensors, { metadata: { format: 'pt' } });
+      await saveSafetensors(join(out, ADAPTER_WEIGHTS_NAME), tensors, { metadata: { format: 'pt' } });
     } finally {
       for (const t of tensors.values()) t.dispose();
     }
     await savePeftConfig(out, model.lora_model.peftConfig.get(name)!.with({ inferenceMode: true }));
   }
   const classifier = new Map(Object.entries(model.internal_xlora_classifier.stateDict()).map(([k, v]) => [CLASSIFIER_PREFIX + k, v]));
-  await saveSafetensors(join(dir, ADAPTER_WEIGHTS), classifier, { metadata: { format: 'pt' } });
+  await saveSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), classifier, { metadata: { format: 'pt' } });
   await savePeftConfig(dir, model.currentConfig().with({ adapters: experts, inferenceMode: true }));
 }
 
