@@ -20,7 +20,8 @@ import { LoraConfig } from '../lora/config.js';
 import { LoraModel } from '../lora/model.js';
 import { validateAdapterName } from '../tuner-model.js';
 import { originalClassifierKeys } from './classifier.js';
-import { loadXLoraConfig, XLoraConfig } from './config.js';
+import type { XLoraConfig } from './config.js';
+import { loadXLoraConfig } from './config.js';
 import { XLoraModel } from './model.js';
 
 const ORIGINAL_CLASSIFIER = 'xlora_classifier.safetensors';
