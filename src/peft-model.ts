@@ -98,6 +98,7 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
     if (!existsSync(weights)) throw new AdapterLoadError(`${dir} has no ${ADAPTER_WEIGHTS_NAME} (pickled adapter_model.bin files are not supported: re-save with safe_serialization=True).`);
     const tensors = await loadSafetensors(weights);
     const active = this.base_model.peftConfig.size ? [...this.activeAdapters] : [adapterName];
+    const wrapped = new Set(this.base_model.tunerLayers().map(([path]) => path).concat(this.base_model.modulesToSaveWrappers().map(([path]) => path)));
     let injected = false;
     try {
       this.base_model.injectAdapter(withTaskDefaults(config), adapterName);
@@ -106,8 +107,12 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
       if (report.missingKeys.length) console.warn(`Found missing adapter keys while loading the checkpoint: ${report.missingKeys.join(', ')}`);
       if (report.unexpectedKeys.length) console.warn(`Ignored keys in ${weights} that match no adapter tensor: ${report.unexpectedKeys.slice(0, 10).join(', ')}`);
     } catch (error) {
-      // Only an adapter this call created is removed (a taken name must not delete the adapter that has it).
-      if (injected) this.base_model.deleteAdapter(adapterName);
+      // Only an adapter this call created is removed (a taken name must not delete the adapter that has it), with
+      // the layers it wrapped.
+      if (injected) {
+        this.base_model.deleteAdapter(adapterName);
+        this.base_model.removeEmptyLayers(wrapped);
+      }
       throw error;
     } finally {
       for (const t of tensors.values()) t.dispose();

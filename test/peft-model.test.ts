@@ -139,6 +139,7 @@ describe('typed errors on an existing PeftModel leave it as it was', () => {
       const weights = allWeights(peft);
       const out = outputOf(mlp, peft);
       const layers = adapterModules(peft.model);
+      const tree = [...peft.model.namedModules()].map(([n, m]) => [n, m.constructor.name]);
       const trainable = trainableNames(peft);
       await leakFree(what, async () => {
         await quietly(async () => {
@@ -149,6 +150,7 @@ describe('typed errors on an existing PeftModel leave it as it was', () => {
       assert.deepEqual([...peft.peftConfig.keys()], ['default'], `${what}: adapters`);
       assert.deepEqual(peft.activeAdapters, ['default'], `${what}: active adapters`);
       assert.deepEqual(adapterModules(peft.model), layers, `${what}: adapter layers`);
+      assert.deepEqual([...peft.model.namedModules()].map(([n, m]) => [n, m.constructor.name]), tree, `${what}: module tree`);
       assert.deepEqual(trainableNames(peft), trainable, `${what}: trainable parameters`);
       assertBitIdentical(allWeights(peft), weights, `${what}: tensors`);
       assertBitIdentical(outputOf(mlp, peft), out, `${what}: output`);
@@ -215,6 +217,16 @@ describe('typed errors on an existing PeftModel leave it as it was', () => {
         const config = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
         writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...config, r: 4 }));
         await refusesOnPeft(async (p) => p.loadAdapter(dir, 'other'), AdapterLoadError, 'adapter_load', 'loadAdapter shape mismatch');
+
+        await withTempDir(async (elsewhere) => {
+          // Other targets than the model's adapter: the layers the failed load wrapped are unwrapped again.
+          const other = getPeftModel(mlp.makeBase(), lora({ targetModules: ['lin1', 'emb'], modulesToSave: ['conv2d'] }));
+          await other.savePretrained(elsewhere);
+          other.dispose();
+          const otherConfig = JSON.parse(readFileSync(join(elsewhere, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+          writeFileSync(join(elsewhere, 'adapter_config.json'), JSON.stringify({ ...otherConfig, rank_pattern: { emb: 3 } }));
+          await refusesOnPeft(async (p) => p.loadAdapter(elsewhere, 'other'), AdapterLoadError, 'adapter_load', 'loadAdapter mismatch on other targets');
+        });
 
         writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...config, peft_type: 'NOT_A_METHOD' }));
         await refusesOnPeft(async (p) => p.loadAdapter(dir, 'other'), ConfigError, 'config', 'loadAdapter unknown peft_type');

@@ -181,6 +181,25 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
   }
 
   /**
+   * Puts the wrapped module back in place of every adapter layer and modules-to-save wrapper that holds no adapter,
+   * except at the paths in `keep`: undoes the wrapping a failed load did (PEFT's `delete_adapter` leaves them).
+   */
+  removeEmptyLayers(keep: ReadonlySet<string> = new Set()): void {
+    for (const [key, layer] of this.tunerLayers()) {
+      if (keep.has(key) || layer.availableAdapters().length > 0) continue;
+      this.model.setSubmodule(key, layer.base_layer);
+      layer.setSubmodule('base_layer', placeholder());
+      layer.dispose();
+    }
+    for (const [key, wrapper] of this.modulesToSaveWrappers()) {
+      if (keep.has(key) || wrapper.modules_to_save.keys().length > 0) continue;
+      this.model.setSubmodule(key, wrapper.original_module);
+      wrapper.setSubmodule('original_module', placeholder());
+      wrapper.dispose();
+    }
+  }
+
+  /**
    * Only adapter tensors train: the base is frozen; the active adapters' tensors (and their modules-to-save
    * copies) are trainable unless their config is in inference mode.
    */

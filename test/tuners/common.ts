@@ -272,7 +272,9 @@ export async function checkMergeLayers<M extends AdaptableModel>(spec: ModelSpec
       assert.deepEqual(adapterModules(plain), [], 'no adapter layer after mergeAndUnload');
       assert.ok([...plain.namedParameters()].every(([n]) => !ADAPTER_SEGMENT.test(n) && !n.includes('base_layer')), 'plain parameter names');
       assert.deepEqual([...baseWeights(plain).keys()].sort(), [...pristine.keys()].sort(), 'same parameters as the base model');
-      assertClose(outputOf(spec, plain), unmerged, 1e-5, 'mergeAndUnload output');
+      const unloaded = outputOf(spec, plain);
+      assertClose(unloaded, merged, 1e-5, 'mergeAndUnload output vs merged');
+      assertClose(unloaded, unmerged, 1e-5, 'mergeAndUnload output vs unmerged');
     } finally {
       peft.dispose();
     }

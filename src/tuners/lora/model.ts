@@ -51,6 +51,12 @@ export class LoraModel extends BaseTuner<LoraConfig> {
       if (config.loraBias && layer.kind === 'embedding') {
         throw new UnsupportedLayerError(key, layer.kind, this.supportedKinds.filter((k) => k !== 'embedding'), 'lora_bias');
       }
+      const groups = (layer as { groups?: number }).groups ?? 1;
+      const { r } = layerOptions(config, key);
+      if (groups > 1 && r % groups !== 0) {
+        const message = `${key} is a convolution with groups=${groups}: LoRA needs a rank divisible by groups, got r=${r}.`;
+        throw new ConfigError([{ code: 'invalid_value', path: ['r'], message }], 'LoraConfig');
+      }
     }
     if (config.bias !== 'none' && [...this.peftConfig.values()].some((c) => c.bias !== 'none')) {
       const message = 'LoRA supports only 1 adapter with bias; when using several adapters, set bias to "none" for all but one.';

@@ -3,10 +3,11 @@
 // part of realdata): every key of the file maps, GPT-2's Conv1D layers get fan_in_fan_out LoRA, merging matches
 // the unmerged output, and savePretrained writes back the same file contents. Skipped when realdata is absent.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setBackend, tf } from '../../../src/engine/index.js';
+import { SafetensorsError } from '../../../src/errors.js';
 import { SafetensorsFile, loadSafetensors } from '../../../src/io/index.js';
 import { GPT2LMHeadModel } from '../../../src/models/gpt2/modeling.js';
 import { disposeOutput } from '../../../src/models/outputs.js';
@@ -14,7 +15,7 @@ import { PeftModel } from '../../../src/peft-model.js';
 import { adapterParameters } from '../../../src/tuners/adapter-state.js';
 import { LoraLinear } from '../../../src/tuners/lora/layer.js';
 import { realdataPath, skipReason } from '../../helpers/realdata.js';
-import { assertBitIdentical, assertDiffers, captureWarnings, maxAbsDiff, savedShapes, withTempDir } from '../common.js';
+import { adapterModules, assertBitIdentical, assertDiffers, assertRejectsCode, captureWarnings, maxAbsDiff, savedShapes, withTempDir } from '../common.js';
 
 process.env['PEFT_TS_QUIET'] = '1';
 
@@ -100,6 +101,22 @@ describe('real adapter: gpt2-tigrinya-lora on a gpt2-shaped model', { skip }, ()
     }
     const again = logits();
     assert.ok(maxAbsDiff(again, unmerged) <= 1e-4, 'after unmerge');
+  });
+
+  test('a truncated copy of the real file: SafetensorsError, from fromPretrained and from loadAdapter, nothing changed', async () => {
+    await withTempDir(async (copy) => {
+      copyFileSync(join(dir, 'adapter_config.json'), join(copy, 'adapter_config.json'));
+      const bytes = readFileSync(join(dir, 'adapter_model.safetensors'));
+      writeFileSync(join(copy, 'adapter_model.safetensors'), bytes.subarray(0, bytes.length - 1000));
+      const small = new GPT2LMHeadModel({ n_layer: 1, n_embd: 8, n_head: 2, vocab_size: 16, n_positions: 8 }, { seed: 2 });
+      const before = tf.memory().numTensors;
+      await assertRejectsCode(() => PeftModel.fromPretrained(small, copy), SafetensorsError, 'safetensors', 'fromPretrained');
+      assert.deepEqual(adapterModules(small), []);
+      small.dispose();
+      await assertRejectsCode(() => peft.loadAdapter(copy, 'truncated'), SafetensorsError, 'safetensors', 'loadAdapter');
+      assert.equal(tf.memory().numTensors, before - small.parameters().length);
+      assert.deepEqual([...peft.peftConfig.keys()], ['default']);
+    });
   });
 
   test('savePretrained writes the same keys, shapes and values as the original file', async () => {
