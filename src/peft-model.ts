@@ -145,7 +145,11 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
       if (report.missingKeys.length) console.warn(`Found missing adapter keys while loading the checkpoint: ${report.missingKeys.join(', ')}`);
       if (report.unexpectedKeys.length) console.warn(`Ignored keys in ${weights} that match no adapter tensor: ${report.unexpectedKeys.slice(0, 10).join(', ')}`);
     } catch (error) {
-      peft?.unload();
+      // Roll back to the user's own modules (unload would keep modules_to_save copies in their place).
+      if (peft) {
+        peft.base_model.deleteAdapter(adapterName);
+        peft.base_model.removeEmptyLayers();
+      }
       throw error;
     } finally {
       for (const t of tensors.values()) t.dispose();

@@ -73,6 +73,7 @@ async function refusesUnchanged<M extends Module>(
   const model = make();
   const weights = baseWeights(model);
   const modules = [...model.namedModules()].map(([n, m]) => [n, m.constructor.name]);
+  const objects = [...model.namedModules()];
   let error: Error | undefined;
   await leakFree(what, async () => {
     error = await quietly(async () => {
@@ -89,6 +90,9 @@ async function refusesUnchanged<M extends Module>(
   assert.equal((error as Error & { code?: string }).code, code, `${what}: code`);
   assert.deepEqual(adapterModules(model), [], `${what}: no adapter layer added`);
   assert.deepEqual([...model.namedModules()].map(([n, m]) => [n, m.constructor.name]), modules, `${what}: module tree unchanged`);
+  for (const [[name, module], [, now]] of objects.map((e, i) => [e, [...model.namedModules()][i]!] as const)) {
+    assert.equal(now, module, `${what}: ${name || '<root>'} is the same module object`);
+  }
   assertBitIdentical(baseWeights(model), weights, `${what}: weights unchanged`);
   model.dispose();
   return error!;
@@ -267,6 +271,12 @@ describe('typed errors on PeftModel.fromPretrained leave the base model as it wa
       await refusesUnchanged(mlp.makeBase, (m) => PeftModel.fromPretrained(m, dir), AdapterLoadError, 'adapter_load', 'r 4 config, r 8 tensors');
       writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...config, rank_pattern: { lin1: 2 } }));
       await refusesUnchanged(mlp.makeBase, (m) => PeftModel.fromPretrained(m, dir), AdapterLoadError, 'adapter_load', 'rank_pattern mismatch on lin1 only');
+    });
+    await withTempDir(async (dir) => {
+      // With modules_to_save, the user's own module (not a copy) must be back in place.
+      const config = await saveAdapter(dir, { targetModules: ['lin0'], modulesToSave: ['lin1', 'conv2d'] });
+      writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...config, r: 2 }));
+      await refusesUnchanged(mlp.makeBase, (m) => PeftModel.fromPretrained(m, dir), AdapterLoadError, 'adapter_load', 'mismatch with modules_to_save');
     });
   });
 

@@ -36,16 +36,17 @@ export function adapterParameters(tuner: BaseTuner, adapterName: string): Map<st
   // PEFT's save_embedding_layers="auto": targeting an embedding by name saves the full base embedding too.
   const targets = tuner.peftConfig.get(adapterName)?.targetModules;
   const embeddings = Array.isArray(targets) ? EMBEDDING_LAYER_NAMES.filter((n) => targets.includes(n)) : [];
+  const tunerPaths = tuner.tunerLayers().map(([p]) => p);
+  // A tensor inside an adapter layer but outside its base layer belongs to an adapter, whatever the method.
+  const isAdapterTensor = (name: string) => tunerPaths.some((p) => name.startsWith(`${p}.`) && !name.startsWith(`${p}.base_layer.`));
   for (const [name, param] of tuner.model.namedParameters()) {
-    if (embeddings.some((e) => name.includes(e)) && !/\.(lora_[A-Za-z_]+)(\.|$)/.test(name)) out.set(`${PEFT_KEY_PREFIX}${name}`, param);
+    if (embeddings.some((e) => name.includes(e)) && !isAdapterTensor(name)) out.set(`${PEFT_KEY_PREFIX}${name}`, param);
   }
   const bias = (tuner.peftConfig.get(adapterName) as { bias?: string } | undefined)?.bias;
   if (bias === 'all' || bias === 'lora_only') {
-    const tunerPaths = tuner.tunerLayers().map(([p]) => p);
     for (const [name, param] of tuner.model.namedParameters()) {
       const isBias = name.split('.').at(-1) === 'bias' && !name.includes('.modules_to_save.') && !name.includes('.original_module.');
-      const inAdapterBranch = /\.(lora_[A-Za-z_]+)\./.test(name);
-      if (!isBias || inAdapterBranch) continue;
+      if (!isBias || isAdapterTensor(name)) continue;
       if (bias === 'lora_only' && !tunerPaths.some((p) => name === `${p}.base_layer.bias`)) continue;
       out.set(`${PEFT_KEY_PREFIX}${name}`, param);
     }

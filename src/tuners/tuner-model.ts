@@ -53,6 +53,11 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
     this.model = this.registerModule('model', model);
   }
 
+  /** Runs the adapted model (PEFT's `BaseTuner.forward`), so a tuner can stand in for the model it wraps. */
+  forward(...args: unknown[]): unknown {
+    return (this.model as unknown as { forward(...a: unknown[]): unknown }).forward(...args);
+  }
+
   /** Builds the adapter layer wrapping `target` for adapter `adapterName`. */
   protected abstract createLayer(target: AdaptableLayer, key: string, config: C, adapterName: string): BaseTunerLayer;
 
@@ -124,6 +129,11 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
     const list = typeof names === 'string' ? [names] : [...names];
     for (const name of list) {
       if (!this.peftConfig.has(name)) throw new AdapterNameError(name, `no such adapter; available: ${[...this.peftConfig.keys()].join(', ')}.`);
+    }
+    for (const [, layer] of this.tunerLayers()) {
+      if (!layer.merged) continue;
+      console.warn('Adapter cannot be set when the model is merged. Unmerging the model first.');
+      layer.unmerge();
     }
     this.activeAdapters = list;
     this.markTrainable();

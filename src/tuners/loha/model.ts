@@ -54,11 +54,6 @@ export class LoHaModel extends BaseTuner<LoHaConfig> {
     this.injectAdapter(config, adapterName);
   }
 
-  /** Runs the adapted model (PEFT's `BaseTuner.forward`, so a `LoHaModel` can stand in for the model it wraps). */
-  forward(...args: unknown[]): unknown {
-    return (this.model as unknown as { forward(...a: unknown[]): unknown }).forward(...args);
-  }
-
   protected createLayer(target: AdaptableLayer, key: string, config: LoHaConfig, adapterName: string): BaseTunerLayer {
     const Layer = lohaLayerTable[target.kind as keyof typeof lohaLayerTable];
     return new Layer(target, adapterName, this.layerOptions(config, key, adapterName));
