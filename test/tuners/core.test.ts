@@ -394,6 +394,29 @@ describe('several adapters', () => {
     });
   });
 
+  test('setAdapter on a merged model unmerges first, as PEFT does (with a warning)', async () => {
+    await quietly(() =>
+      leakFree('setAdapter while merged', () => {
+        const base = mlp.makeBase();
+        const pristine = baseWeights(base);
+        const peft = getPeftModel(base, configA()).eval();
+        peft.addAdapter('other', configB());
+        try {
+          peft.setAdapter('other');
+          const outB = outputOf(mlp, peft);
+          peft.setAdapter('default');
+          peft.mergeAdapter();
+          peft.setAdapter('other');
+          assert.ok(peft.base_model.tunerLayers().every(([, l]) => !l.merged), 'nothing merged');
+          assertClose(baseWeights(peft.model), pristine, 1e-6, 'base weights');
+          assertClose(outputOf(mlp, peft), outB, 1e-5, 'output of "other"');
+        } finally {
+          peft.dispose();
+        }
+      }),
+    );
+  });
+
   test('mergeAndUnload({ adapterNames }) merges only the named adapters', async () => {
     for (const names of [['default'], ['other'], ['default', 'other']]) {
       await leakFree('mergeAndUnload subset', () => {
