@@ -3,6 +3,7 @@
  * `PreTrainedConfig`, transformers' sequence-classification loss, and the default `_init_weights`.
  */
 import { tf } from '../engine/tf.js';
+import { normal } from '../nn/init.js';
 import { ShapeError } from '../errors.js';
 import { Embedding, LayerNorm, Linear } from '../nn/index.js';
 import type { Module } from '../nn/index.js';
@@ -138,7 +139,7 @@ export function initWeightsLikeTransformers(
   let next = seed;
   const drawInto = (param: tf.Variable, scale: number, paddingIdx: number | null = null) => {
     const value = tf.tidy(() => {
-      const drawn = tf.randomNormal(param.shape, 0, scale, 'float32', next === undefined ? undefined : next++);
+      const drawn = normal(param.shape, 0, scale, next === undefined ? {} : { seed: next++ });
       if (paddingIdx === null) return drawn;
       const rows = param.shape[0]!;
       const isPad = tf.reshape(tf.equal(tf.range(0, rows, 1, 'int32'), paddingIdx), [rows, 1]);

@@ -73,7 +73,12 @@ export function uniform(shape: readonly number[], low = 0, high = 1, options: Se
 /** `torch.nn.init.normal_`: N(mean, std^2). */
 export function normal(shape: readonly number[], mean = 0, std = 1, options: SeedOption = {}): tf.Tensor {
   if (std === 0) return tf.fill([...shape], mean);
-  return tf.randomNormal([...shape], mean, std, 'float32', options.seed);
+  return tf.randomNormal([...shape], mean, std, 'float32', normalSeed(options.seed));
+}
+
+/** TF.js's normal sampler treats seed 0 as "unseeded"; map it to another fixed seed so 0 is reproducible too. */
+function normalSeed(seed: number | undefined): number | undefined {
+  return seed === 0 ? 0x5eed : seed;
 }
 
 export function zeros(shape: readonly number[]): tf.Tensor {

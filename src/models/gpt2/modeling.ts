@@ -1,5 +1,6 @@
 import { tf } from '../../engine/tf.js';
 import { Activation, Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList } from '../../nn/index.js';
+import { normal } from '../../nn/init.js';
 import type { ForwardContext, Layer } from '../../nn/index.js';
 import { KVCache } from '../../generation/cache.js';
 import { causalAttentionBias, mergeHeads, scaledDotProductAttention, splitHeads } from '../attention.js';
@@ -182,7 +183,7 @@ export class GPT2LMHeadModel extends PreTrainedCausalLM<GPT2Config> {
   private initWeights(seed?: number): void {
     const std = typeof this.config.raw['initializer_range'] === 'number' ? this.config.raw['initializer_range'] : 0.02;
     let next = seed;
-    const draw = (shape: number[], scale: number) => tf.randomNormal(shape, 0, scale, 'float32', next === undefined ? undefined : next++);
+    const draw = (shape: number[], scale: number) => normal(shape, 0, scale, next === undefined ? {} : { seed: next++ });
     const residualStd = std / Math.sqrt(2 * this.config.nLayer);
     for (const [name, param] of this.namedParameters()) {
       if (name.endsWith('.bias')) continue; // zeros already

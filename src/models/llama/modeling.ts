@@ -1,4 +1,5 @@
 import { tf } from '../../engine/tf.js';
+import { normal } from '../../nn/init.js';
 import { ShapeError } from '../../errors.js';
 import { Activation, Embedding, Linear, Module, ModuleList, RMSNorm, dropout } from '../../nn/index.js';
 import type { ForwardContext, Layer, RMSNormOptions } from '../../nn/index.js';
@@ -372,7 +373,7 @@ export class LlamaForCausalLM extends PreTrainedCausalLM<LlamaConfig> {
       if (seen.has(weight)) continue;
       seen.add(weight);
       const value = tf.tidy(() => {
-        const drawn = tf.randomNormal(weight.shape, 0, std, 'float32', next === undefined ? undefined : next++);
+        const drawn = normal(weight.shape, 0, std, next === undefined ? {} : { seed: next++ });
         if (!(module instanceof Embedding) || module.paddingIdx === null) return drawn;
         const isPad = tf.equal(tf.range(0, module.numEmbeddings, 1, 'int32'), module.paddingIdx).reshape([module.numEmbeddings, 1]);
         return tf.where(tf.broadcastTo(isPad, weight.shape), tf.zerosLike(drawn), drawn);
