@@ -41,7 +41,7 @@ export const AutoModelForCausalLM = {
       throw error;
     }
     model.generationConfig = await readGenerationConfig(dir, config);
-    return model.eval();
+    return withNameOrPath(model.eval(), pathOrRepoId);
   },
 
   /** A randomly initialised model of the architecture named by `config.model_type`. */
@@ -61,7 +61,7 @@ export const AutoModel = {
   async fromPretrained(pathOrRepoId: string, options: EncoderFromPretrainedOptions = {}): Promise<PreTrainedEncoder> {
     const dir = await resolvePretrained(pathOrRepoId, options);
     const config = await readConfig(dir);
-    return loadModelFromDir(modelClassFor(String(config['model_type'])), dir, config, options);
+    return withNameOrPath(await loadModelFromDir(modelClassFor(String(config['model_type'])), dir, config, options), pathOrRepoId);
   },
 
   /** A randomly initialised model of the architecture named by `config.model_type`. */
@@ -81,7 +81,7 @@ export const AutoModelForSequenceClassification = {
   async fromPretrained(pathOrRepoId: string, options: EncoderFromPretrainedOptions = {}): Promise<PreTrainedForSequenceClassification> {
     const dir = await resolvePretrained(pathOrRepoId, options);
     const config = await readConfig(dir);
-    return loadModelFromDir(sequenceClassificationClassFor(String(config['model_type'])), dir, config, options);
+    return withNameOrPath(await loadModelFromDir(sequenceClassificationClassFor(String(config['model_type'])), dir, config, options), pathOrRepoId);
   },
 
   /** A randomly initialised model of the architecture named by `config.model_type`. */
@@ -102,7 +102,16 @@ export async function modelFromPretrained<M extends LoadableModel>(
 ): Promise<M> {
   const dir = await resolvePretrained(pathOrRepoId, options);
   const config = await readConfig(dir);
-  return loadModelFromDir<M>(cls, dir, config, options);
+  return withNameOrPath(await loadModelFromDir<M>(cls, dir, config, options), pathOrRepoId);
+}
+
+/**
+ * Records the folder or hub id a model was loaded from (transformers' `name_or_path`): `PeftModel.savePretrained`
+ * writes it as `base_model_name_or_path`, which PEFT's `AutoPeftModelFor*.from_pretrained` needs to find the base.
+ */
+function withNameOrPath<M extends Module>(model: M, pathOrRepoId: string): M {
+  (model as { nameOrPath?: string }).nameOrPath = pathOrRepoId;
+  return model;
 }
 
 async function loadModelFromDir<M extends LoadableModel>(

@@ -40,10 +40,12 @@ export interface Result {
 /** Runs `fn` on `backend` inside tidy and returns its outputs' shapes and values. */
 export async function runOn(backend: BackendName, fn: () => tf.Tensor | tf.Tensor[]): Promise<Result[]> {
   await setBackend(backend);
-  return tf.tidy(() => {
-    const out = fn();
-    return (Array.isArray(out) ? out : [out]).map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
-  });
+  // Read outside tidy: tidy walks its return value looking for tensors, which is slow for large typed arrays.
+  const out = tf.tidy(fn);
+  const tensors = Array.isArray(out) ? out : [out];
+  const results = tensors.map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+  tf.dispose(tensors);
+  return results;
 }
 
 /** Runs `fn` on wasm and on cpu. */

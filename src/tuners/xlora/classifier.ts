@@ -43,13 +43,15 @@ export class XLoraClassifier extends Module {
     const out = spec.layerwise ? spec.numExperts * spec.numLayers : spec.numExperts;
     let seed = spec.seed;
     const linear = (a: number, b: number) => new Linear(a, b, { bias: spec.useBias, ...(seed === undefined ? {} : { seed: seed++ }) });
+    // Seeded masks too when a seed is given, so training runs repeat.
+    const dropout = () => new Dropout(spec.dropoutP, seed === undefined ? {} : { seed: seed++ });
     const blocks: Layer[] = [];
     const activation = () => {
       if (spec.layout === 'peft') {
         blocks.push(new ReLU());
-        if (spec.dropoutP > 0) blocks.push(new Dropout(spec.dropoutP));
+        if (spec.dropoutP > 0) blocks.push(dropout());
       } else if (spec.reluAndDropout) {
-        blocks.push(new ReLU(), new Dropout(spec.dropoutP));
+        blocks.push(new ReLU(), dropout());
       }
     };
     if (depth === 1) {

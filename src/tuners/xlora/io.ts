@@ -48,6 +48,9 @@ export async function addXLoraToModel(options: AddXLoraOptions): Promise<XLoraMo
     throw new ConfigError([{ code: 'missing', path: ['adapters'], message: 'X-LoRA needs at least one LoRA expert' }], 'X-LoRA config');
   }
   const tuner = await loadExperts(options.model, adapters, options);
+  // The original puts the model with its experts in eval mode (freshly injected LoRA layers start in training mode,
+  // which would apply the experts' lora_dropout at inference); the classifier keeps its own mode.
+  tuner.model.eval();
   try {
     const config = options.xloraConfig.with({ adapters: { ...adapters } });
     return new XLoraModel(tuner, config, names, options.seed === undefined ? {} : { seed: options.seed });
@@ -168,9 +171,33 @@ export async function saveXLora(model: XLoraModel, dir: string): Promise<void> {
     }
     await savePeftConfig(out, model.lora_model.peftConfig.get(name)!.with({ inferenceMode: true }));
   }
-  const classifier = new Map(Object.entries(model.internal_xlora_classifier.stateDict()).map(([k, v]) => [CLASSIFIER_PREFIX + k, v]));
+  const { classifier, asPeft } = classifierForSave(model);
   await saveSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), classifier, { metadata: { format: 'pt' } });
-  await savePeftConfig(dir, model.currentConfig().with({ adapters: experts, inferenceMode: true }));
+  const config = model.currentConfig();
+  // As PeftModel.savePretrained: base_model_name_or_path from the model's load path when the config has none.
+  const nameOrPath = config.baseModelNameOrPath ?? (model.inner as { nameOrPath?: string }).nameOrPath ?? null;
+  await savePeftConfig(dir, config.with({ adapters: experts, inferenceMode: true, baseModelNameOrPath: nameOrPath, ...(asPeft ? { classifierLayout: 'peft' as const } : {}) }));
+}
+
+/**
+ * The classifier tensors under PEFT's key names. PEFT's classifier has ReLU after each hidden Linear, a Dropout only
+ * when p > 0, and biases, so its j-th Linear is `layers.{j * (p > 0 ? 3 : 2)}`. The "original" layout with ReLU,
+ * dropout and biases (the default of a constructed config) computes the same but holds a Dropout(0) module when
+ * p = 0, which shifts the indices: it is saved in PEFT's layout (`asPeft`), else PEFT would load the folder and
+ * leave the last Linear at its random init, silently. Original layouts without ReLU/dropout or biases have no PEFT
+ * equivalent and are saved as they are.
+ */
+function classifierForSave(model: XLoraModel): { classifier: Map<string, tf.Tensor>; asPeft: boolean } {
+  const config = model.currentConfig();
+  const asPeft = config.classifierLayout === 'peft' || (config.enableReluAndDropout && config.useBias);
+  const step = config.xloraDropoutP > 0 ? 3 : 2;
+  const index = new Map(model.internal_xlora_classifier.linearIndices().map((i, j) => [i, asPeft ? j * step : i]));
+  const classifier = new Map<string, tf.Tensor>();
+  for (const [key, value] of Object.entries(model.internal_xlora_classifier.stateDict())) {
+    const [, i, param] = /^layers\.(\d+)\.(.+)$/.exec(key)!;
+    classifier.set(`${CLASSIFIER_PREFIX}layers.${index.get(Number(i)) ?? i}.${param}`, value);
+  }
+  return { classifier, asPeft };
 }
 
 export interface LoadModelOptions extends HubOptions {

@@ -75,7 +75,9 @@ export function xloraLayerForward(layer: LoraLayer, x: tf.Tensor, state: XLoraLa
       return out;
     }
     const dropoutActive = layer.training && present.some(({ name }) => !(layer.lora_dropout.get(name) instanceof Identity));
-    if (!dropoutActive && present.length > 1) return tf.add(base, stackedExperts(layer, x, present, scalings, state.globalScalingWeight));
+    // The stacked form has no place for lora_B biases (PEFT adds them unscaled by s): those layers take the loop.
+    const biased = present.some(({ name }) => layer.lora_B.get(name)!.bias !== null);
+    if (!dropoutActive && !biased && present.length > 1) return tf.add(base, stackedExperts(layer, x, present, scalings, state.globalScalingWeight));
     let out = base;
     for (const { name, i } of present) {
       const input = layer.lora_dropout.get(name)!.forward(tf.mul(x, tf.slice(scalings, [0, 0, i], [-1, -1, 1])));

@@ -50,7 +50,7 @@ export class XLoraCache extends KVCache {
     this.scalingPass.reorder(indices);
     if (this.frozenScalings) {
       const old = this.frozenScalings;
-      this.frozenScalings = tf.keep(tf.gather(old, tf.tensor1d(Array.from(indices), 'int32'), 0));
+      this.frozenScalings = tf.keep(tf.tidy(() => tf.gather(old, tf.tensor1d(Array.from(indices), 'int32'), 0)));
       old.dispose();
     }
   }
@@ -237,8 +237,9 @@ export class XLoraModel extends Module {
   // Runtime options (PEFT's setters) ---------------------------------------------------------------------------
 
   setTopkLora(value: number | null): void {
-    if (value !== null && (!Number.isInteger(value) || value < 1)) {
-      throw new ConfigError([{ code: 'invalid_value', path: ['topKLora'], message: `must be null or an integer >= 1, got ${value}` }], 'X-LoRA');
+    // As XLoraConfig validates it: an integer in 1..C (a larger k could not be saved).
+    if (value !== null && (!Number.isInteger(value) || value < 1 || value > this.experts.length)) {
+      throw new ConfigError([{ code: 'invalid_value', path: ['topKLora'], message: `must be null or an integer in 1..${this.experts.length} (the number of experts), got ${value}` }], 'X-LoRA');
     }
     this.runtime = { ...this.runtime, topKLora: value };
   }

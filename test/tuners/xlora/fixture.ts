@@ -52,11 +52,17 @@ export function loraLayers(model: Module): [string, LoraLayer][] {
   return [...model.namedModules()].filter((e): e is [string, LoraLayer] => e[1] instanceof LoraLayer);
 }
 
-/** Overwrites every A and B of adapter `name` with seeded N(0, std) draws (LoRA's own init is unseeded). */
+/** Overwrites every A and B (and lora_B bias) of adapter `name` with seeded N(0, std) draws (LoRA's own init is unseeded). */
 export function seedLoraWeights(model: Module, name: string, seed: number, std = 0.2): void {
   let next = seed;
   for (const [, layer] of loraLayers(model)) {
     for (const w of [layer.lora_A.get(name)?.weight, layer.lora_B.get(name)?.weight, layer.lora_B.get(name)?.bias]) {
+      if (!w) continue;
+      const value = tf.randomNormal(w.shape, 0, std, 'float32', next++);
+      w.assign(value);
+      value.dispose();
+    }
+    for (const w of [layer.lora_embedding_A.get(name), layer.lora_embedding_B.get(name)]) {
       if (!w) continue;
       const value = tf.randomNormal(w.shape, 0, std, 'float32', next++);
       w.assign(value);

@@ -72,7 +72,7 @@ interface Head {
 }
 
 /** The classifier by hand: Linear, ReLU, ..., Linear on each token's hidden state, then [L][C] and softmax(/T). */
-function scalingsByHand(xlora: XLoraModel, hidden: Matrix, head: Head): number[][][] {
+function scalingsByHand(xlora: XLoraModel, hidden: Matrix, head: Head & { relu?: boolean }): number[][][] {
   const linears = [...xlora.internal_xlora_classifier.layers].filter((m): m is Linear => m instanceof Linear);
   const params = linears.map((l) => ({ w: rows(l.weight), b: l.bias ? values(l.bias) : null }));
   const { numLayers: L, numExperts: C } = head;
@@ -80,7 +80,7 @@ function scalingsByHand(xlora: XLoraModel, hidden: Matrix, head: Head): number[]
     let a: number[] = [...x];
     params.forEach(({ w, b }, i) => {
       a = affine(a, w, b);
-      if (i < params.length - 1) a = a.map((v) => Math.max(v, 0));
+      if (i < params.length - 1 && head.relu !== false) a = a.map((v) => Math.max(v, 0));
     });
     assert.equal(a.length, head.layerwise ? L * C : C);
     return Array.from({ length: L }, (_, l) => {
@@ -148,6 +148,12 @@ const HEAD_EXPERTS: Record<'h1' | 'h2' | 'h3', ExpertSpec> = {
   h3: { r: 3, loraAlpha: 5, targetModules: ['lm_head'], seed: 310, useRslora: true },
 };
 
+/** Embedding experts (PEFT's lora_embedding_A/B). */
+const EMBEDDING_EXPERTS: Record<'e1' | 'e2', ExpertSpec> = {
+  e1: { r: 2, loraAlpha: 4, targetModules: ['embed_tokens'], seed: 120 },
+  e2: { r: 3, loraAlpha: 3, targetModules: ['embed_tokens', 'q_proj'], seed: 220 },
+};
+
 describe('X-LoRA model semantics against hand computations', () => {
   const tmp = tempDir('xlora-model-');
   const dirs: Record<string, string> = {};
@@ -186,7 +192,7 @@ describe('X-LoRA model semantics against hand computations', () => {
 
   before(async () => {
     await setBackend();
-    for (const [name, spec] of Object.entries({ ...EXPERTS, ...HEAD_EXPERTS })) {
+    for (const [name, spec] of Object.entries({ ...EXPERTS, ...HEAD_EXPERTS, ...EMBEDDING_EXPERTS })) {
       dirs[name] = join(tmp.dir, name);
       await saveExpert(dirs[name], spec);
       weights.set(name, await loadSafetensors(join(dirs[name], 'adapter_model.safetensors')));
@@ -221,16 +227,29 @@ describe('X-LoRA model semantics against hand computations', () => {
     ['depth 1, layerwise, T 0.5', { xloraDepth: 1, layerwiseScalings: true, softmaxTemperature: 0.5 }],
     ['depth 2, not layerwise', { xloraDepth: 2, xloraSize: 16 }],
     ['depth 2, layerwise, T 2', { xloraDepth: 2, xloraSize: 16, layerwiseScalings: true, softmaxTemperature: 2 }],
+    ['depth 3, original layout without ReLU/dropout and biases', { xloraDepth: 3, xloraSize: 8, enableReluAndDropout: false, useBias: false }],
   ] as const) {
     test(`scalings = softmax(classifier(hidden_states[-1] of the base) / T), ${label}`, async () => {
       const xlora = await build(options);
       try {
         xlora.eval();
+        const plain = 'enableReluAndDropout' in options;
         if (options.xloraDepth === 2) assert.deepEqual(xlora.internal_xlora_classifier.linearIndices(), [0, 3], 'Linear, ReLU, Dropout, Linear');
+        if (plain) {
+          assert.deepEqual(xlora.internal_xlora_classifier.linearIndices(), [0, 1, 2], 'Linear, Linear, Linear');
+          assert.equal(xlora.internal_xlora_classifier.parameters().length, 3, 'no biases');
+        }
         logitsOf(xlora, IDS).dispose();
         const actual = xlora.getLatestScalings()!;
         assert.deepEqual(actual.shape, [2, 5, L, C]);
-        const head: Head = { layerwise: options.layerwiseScalings ?? false, enableSoftmax: true, temperature: options.softmaxTemperature ?? 1, numLayers: L, numExperts: C };
+        const head = {
+          layerwise: 'layerwiseScalings' in options && options.layerwiseScalings,
+          enableSoftmax: true,
+          temperature: 'softmaxTemperature' in options ? options.softmaxTemperature : 1,
+          numLayers: L,
+          numExperts: C,
+          relu: !plain,
+        };
         assertAllClose(actual, scalingsByHand(xlora, baseH, head).flat(2), { atol: 1e-5, rtol: 1e-4 }, label);
         actual.dispose();
       } finally {
@@ -277,7 +296,7 @@ describe('X-LoRA model semantics against hand computations', () => {
         const expected = logitsOf(merged, IDS);
         const base = tinyLlama();
         const plain = logitsOf(base, IDS);
-        assert.ok(tf.max(tf.abs(tf.sub(expected, plain))).dataSync()[0]! > 0.05, 'the experts change the output');
+        assert.ok(tf.tidy(() => tf.max(tf.abs(tf.sub(expected, plain))).dataSync()[0]!) > 0.05, 'the experts change the output');
         assertAllClose(actual, expected, { atol: 2e-4, rtol: 1e-4 }, label);
         for (const t of [actual, expected, plain]) t.dispose();
         base.dispose();
@@ -341,6 +360,49 @@ describe('X-LoRA model semantics against hand computations', () => {
       }
     });
   }
+
+  test('embedding experts: the A-lookup is scaled per token, then B, γ and g, as PEFT (merged by hand)', async () => {
+    // Expert e1 targets embed_tokens, e2 embed_tokens and q_proj: layers embed_tokens (ℓ 0), q_proj ×2 (ℓ 1, 2).
+    const names = ['e1', 'e2'];
+    const gammas = [4 / 2, 3 / 3];
+    const coef = (l: number, c: number) => [0.7, -0.4, 1.3][l]! * [1, 0.5][c]!;
+    const g = 0.8;
+    const xlora = await build({ layerwiseScalings: true, enableSoftmax: false }, names);
+    const merged = tinyLlama();
+    try {
+      assert.deepEqual(loraLayers(xlora.inner).map(([p]) => p), ['model.embed_tokens', 'model.layers.0.self_attn.q_proj', 'model.layers.1.self_attn.q_proj']);
+      xlora.setGlobalScalingWeight(g);
+      const [last] = [...xlora.internal_xlora_classifier.layers] as Linear[];
+      last!.weight.assign(tf.zerosLike(last!.weight));
+      last!.bias!.assign(tf.tensor1d(Array.from({ length: 3 * 2 }, (_, u) => coef(Math.floor(u / 2), u % 2))));
+      ['model.embed_tokens', 'model.layers.0.self_attn.q_proj', 'model.layers.1.self_attn.q_proj'].forEach((path, l) => {
+        const target = (merged.getSubmodule(path) as Linear).weight;
+        names.forEach((name, c) => {
+          const w = weights.get(name)!;
+          const embedding = l === 0;
+          const a = w.get(`base_model.model.${path}.${embedding ? 'lora_embedding_A' : 'lora_A.weight'}`);
+          const b = w.get(`base_model.model.${path}.${embedding ? 'lora_embedding_B' : 'lora_B.weight'}`);
+          if (!a || !b) return;
+          // Embedding: row v of the table gains (A[:, v] · s) Bᵀ γ g, i.e. (B A)ᵀ; Linear: B A.
+          const next = tf.tidy(() => tf.add(target, tf.mul(embedding ? tf.transpose(tf.matMul(b, a)) : tf.matMul(b, a), coef(l, c) * gammas[c]! * g)));
+          target.assign(next);
+          next.dispose();
+        });
+      });
+      const actual = logitsOf(xlora, IDS);
+      const expected = logitsOf(merged, IDS);
+      assertAllClose(actual, expected, { atol: 2e-4, rtol: 1e-4 }, 'embedding experts');
+      // Not vacuous: the embedding experts alone move the output (only e1 is on embed_tokens only).
+      const base = tinyLlama();
+      const plain = logitsOf(base, IDS);
+      base.dispose();
+      assert.ok(tf.tidy(() => tf.max(tf.abs(tf.sub(expected, plain))).dataSync()[0]!) > 0.05);
+      for (const t of [actual, expected, plain]) t.dispose();
+    } finally {
+      xlora.dispose();
+      merged.dispose();
+    }
+  });
 
   test('scalingPassValue 0: the scaling pass is the plain base model', async () => {
     const xlora = await build({ layerwiseScalings: true });

@@ -39,6 +39,7 @@ from typing import Any
 
 # generate_adapters imports common.py, which re-executes the interpreter once to fix PYTHONHASHSEED: do it first
 os.environ.setdefault("PYTHONHASHSEED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; a bad base_model_name_or_path must not hit the network
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tools" / "parity"))
@@ -53,6 +54,10 @@ from peft import PeftConfig, PeftModel, XLoraConfig, get_peft_model  # noqa: E40
 from peft.utils import get_peft_model_state_dict  # noqa: E402
 
 transformers.logging.set_verbosity_warning()  # generate_adapters sets "error"; warnings are what we report
+transformers.logging.disable_progress_bar()
+# Deprecation notices of transformers/PEFT internals (e.g. `is_gradient_checkpointing`), not about the files: counted
+# per case, not listed.
+NOISE = (FutureWarning, DeprecationWarning, PendingDeprecationWarning)
 TOL = 1e-4
 XLORA_TIMEOUT_S = 180
 
@@ -85,8 +90,25 @@ def capture():
         finally:
             for lg in loggers:
                 lg.removeHandler(handler)
+            noise = 0
             for w in caught:
-                out.append(f"{w.category.__name__}: {w.message}")
+                if issubclass(w.category, NOISE):
+                    noise += 1
+                else:
+                    out.append(f"{w.category.__name__}: {w.message}")
+            capture.noise += noise
+
+
+capture.noise = 0  # type: ignore[attr-defined]
+
+
+def where(exc: BaseException) -> str:
+    """The innermost frame of the traceback inside PEFT (else the innermost one): 'peft/x.py:123 in func'."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    inside = [f for f in frames if "/peft/" in f.filename] or frames
+    f = inside[-1]
+    name = f.filename[f.filename.rfind("/peft/") + 1:] if "/peft/" in f.filename else Path(f.filename).name
+    return f"{name}:{f.lineno} in {f.name}"
 
 
 def short(msg: str, n: int = 300) -> str:
@@ -178,7 +200,8 @@ def check_adapter(case_dir: Path, case: dict[str, Any]) -> dict[str, Any]:
     res["warnings"]["load"] = [short(m) for m in msgs]
     model.eval()
     for n in names:
-        ok, note = state_dict_check(model, n, case_dir / case["adapters"][n] / "adapter_model.safetensors")
+        with capture():  # PEFT's "Setting `save_embedding_layers` to `True`" notice
+            ok, note = state_dict_check(model, n, case_dir / case["adapters"][n] / "adapter_model.safetensors")
         if note:
             res["notes"].append(note)
         res.setdefault("state_dict_same", True)
@@ -202,12 +225,36 @@ def check_adapter(case_dir: Path, case: dict[str, Any]) -> dict[str, Any]:
             res.setdefault("errs", {})[key] = max_abs(out, ts[key], mask)
         except Exception as e:  # noqa: BLE001
             res["errors"][key] = f"{type(e).__name__}: {short(e)}"
+    res["auto_err"] = auto_peft_check(case_dir, case, inputs, mask, ts, res)
     errs = res.get("errs", {})
     res["active_err"] = max((v for k, v in errs.items() if not k.startswith(("merged", "disabled"))), default=None)
     res["merged_err"] = max((v for k, v in errs.items() if k.startswith("merged")), default=None)
     res["disabled_err"] = errs.get("disabled.logits")
     res["loaded_via"] = "PeftModel.from_pretrained" + (" + load_adapter" if len(names) > 1 else "")
     return res
+
+
+def auto_peft_check(case_dir: Path, case: dict[str, Any], inputs, mask, ts, res: dict[str, Any]) -> float | None:
+    """AutoPeftModelFor*.from_pretrained(<adapter dir>): PEFT finds the base model through the adapter's
+    base_model_name_or_path (repo-relative here, so the cwd is the repository root). Compared with the first
+    active set's outputs. Not for the convnet (no transformers model)."""
+    from peft import AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassification
+
+    cls = {"causal_lm": AutoPeftModelForCausalLM, "seq_cls": AutoPeftModelForSequenceClassification}.get(case["base_kind"])
+    if cls is None:
+        return None
+    first = next(c for c in case["compare"] if c["what"] == "active")
+    cwd = os.getcwd()
+    try:
+        os.chdir(REPO)
+        with capture():
+            model = cls.from_pretrained(str(case_dir), attn_implementation=ga.ATTN, dtype=torch.float32).eval()
+        return max_abs(forward(model, inputs), ts[first["key"]], mask)
+    except Exception as e:  # noqa: BLE001
+        res["errors"]["AutoPeftModel"] = f"{type(e).__name__}: {short(e)}"
+        return None
+    finally:
+        os.chdir(cwd)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -262,7 +309,7 @@ def xlora_attempt(case_dir: Path, attempt: str) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001
             out["ok"] = False
             out["error"] = f"{type(e).__name__}: {short(e, 400)}"
-            out["traceback_tail"] = short(" | ".join(traceback.format_exc().strip().splitlines()[-6:]), 600)
+            out["at"] = where(e)
     out["warnings"] = [short(m) for m in msgs]
     return out
 
@@ -365,18 +412,20 @@ def main(argv: list[str]) -> int:
         try:
             r = check_xlora(d, case) if case["kind"] == "xlora" else check_adapter(d, case)
         except Exception as e:  # noqa: BLE001
-            r = {"errors": {"load": f"{type(e).__name__}: {short(e, 500)}"}, "warnings": {}, "notes": [],
-                 "traceback_tail": short(" | ".join(traceback.format_exc().strip().splitlines()[-6:]), 800)}
+            r = {"errors": {"load": f"{type(e).__name__}: {short(e, 500)} (at {where(e)})"}, "warnings": {}, "notes": []}
         r["warnings"]["config"] = config_warnings(d)
-        errs = [v for v in (r.get("active_err"), r.get("merged_err"), r.get("disabled_err"), r.get("scalings_err")) if v is not None]
+        errs = [v for v in (r.get("active_err"), r.get("merged_err"), r.get("disabled_err"), r.get("scalings_err"),
+                            r.get("auto_err")) if v is not None]
         r["pass"] = bool(errs) and not r["errors"] and all(e <= TOL for e in errs) and r.get("active_err") is not None
         results[case["name"]] = r
 
     # ---- table
-    rows = [("case", "max abs err", "merged err", "disabled err", "scalings err", "loaded via", "result")]
+    rows = [("case", "max abs err", "merged err", "disabled err", "scalings err", "AutoPeftModel err", "loaded via",
+             "result")]
     for name, r in results.items():
+        auto = fmt(r.get("auto_err")) if "AutoPeftModel" not in r["errors"] else "ERROR"
         rows.append((name, fmt(r.get("active_err")), fmt(r.get("merged_err")), fmt(r.get("disabled_err")),
-                     fmt(r.get("scalings_err")), r.get("loaded_via", "-"), "PASS" if r["pass"] else "FAIL"))
+                     fmt(r.get("scalings_err")), auto, r.get("loaded_via", "-"), "PASS" if r["pass"] else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print()
     for i, row in enumerate(rows):
@@ -391,8 +440,6 @@ def main(argv: list[str]) -> int:
         lines = []
         for k, v in r["errors"].items():
             lines.append(f"ERROR {k}: {v}")
-        if r.get("traceback_tail"):
-            lines.append(f"traceback: {r['traceback_tail']}")
         for where, msgs in r["warnings"].get("config", {}).items():
             for m in msgs:
                 lines.append(f"PeftConfig.from_pretrained({where}) warns: {m}")
@@ -411,6 +458,8 @@ def main(argv: list[str]) -> int:
                 lines.append(f"X-LoRA {a} [{what}]: loads; logits err {fmt(ar['logits_err'])}, scalings err {fmt(ar['scalings_err'])}{extra}")
             else:
                 lines.append(f"X-LoRA {a} [{what}]: FAILS: {ar.get('error')}")
+                if ar.get("at"):
+                    lines.append(f"    raised at {ar['at']}")
             for m in ar.get("warnings", []):
                 lines.append(f"    warns: {m}")
         if lines:
@@ -419,6 +468,8 @@ def main(argv: list[str]) -> int:
                 print(f"    {ln}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if capture.noise:
+        print(f"\n({capture.noise} FutureWarning/DeprecationWarning notices of transformers/PEFT internals not listed)")
     failed = [n for n, r in results.items() if not r["pass"]]
     print(f"\n{len(results) - len(failed)}/{len(results)} cases pass" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

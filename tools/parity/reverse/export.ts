@@ -65,18 +65,22 @@ function gaussian(shape: readonly number[], std: number, rng: () => number): tf.
 }
 
 /**
- * Overwrites the adapter-owned parameters, as tools/parity/generate_adapters.py's `reinit_adapter_` does: LoRA/LoHa
- * factors N(0, std^2); DoRA magnitudes m * (1 + N(0, 0.2^2)); modules_to_save copies + N(0, 0.2^2); the X-LoRA
- * classifier N(0, 0.2^2). Returns the parameter names touched, in order.
+ * Overwrites the adapter-owned parameters, much as tools/parity/generate_adapters.py's `reinit_adapter_` does: LoRA/LoHa
+ * factors N(0, std^2); DoRA magnitudes ||W row|| * (1 + N(0, 0.2^2)) (Linear weights [out, in]); modules_to_save
+ * copies + N(0, 0.2^2); the X-LoRA classifier N(0, 0.2^2). Returns the parameter names touched, in order.
  */
 function reinitAdapter(model: Module, seed: number, std: number, only: (name: string) => boolean = () => true): string[] {
   const rng = mulberry32(seed);
+  const state = model.stateDict();
   const touched: string[] = [];
   for (const [name, param] of model.namedParameters()) {
     if (!only(name)) continue;
     let value: tf.Tensor | undefined;
     if (name.includes('lora_magnitude_vector')) {
-      value = tf.tidy(() => tf.mul(param, tf.add(1, gaussian(param.shape, 0.2, rng))));
+      // peft-ts sets m = ||W + s B A|| from its own (unseeded) initial A and B: start from the base weight's row
+      // norms instead, so the value is reproducible (and still not the norm of the adapted weight).
+      const base = state[`${name.slice(0, name.indexOf('.lora_magnitude_vector'))}.base_layer.weight`]!;
+      value = tf.tidy(() => tf.mul(tf.norm(base, 'euclidean', 1), tf.add(1, gaussian(param.shape, 0.2, rng))));
     } else if (['.lora_A.', '.lora_B.', 'lora_embedding_A', 'lora_embedding_B', '.hada_'].some((s) => name.includes(s))) {
       value = gaussian(param.shape, std, rng);
     } else if (name.includes('.modules_to_save.')) {
@@ -101,8 +105,10 @@ async function loadBase(name: BaseName): Promise<AdaptableModel> {
   const dir = join(MODELS, name);
   const kind = BASE_KIND[name];
   if (kind === 'tiny_convnet') return (await TinyConvNet.fromFixture()) as unknown as AdaptableModel;
-  const model = kind === 'seq_cls' ? await AutoModelForSequenceClassification.fromPretrained(dir) : await AutoModelForCausalLM.fromPretrained(dir);
-  (model as unknown as { nameOrPath?: string }).nameOrPath = relative(REPO, dir);
+  // Repo-relative (the cwd is the repository root, see main), so adapter_config.json's base_model_name_or_path,
+  // which savePretrained takes from the path given here, carries no machine path and PEFT's AutoPeftModel* finds it.
+  const path = relative(REPO, dir);
+  const model = kind === 'seq_cls' ? await AutoModelForSequenceClassification.fromPretrained(path) : await AutoModelForCausalLM.fromPretrained(path);
   return model as unknown as AdaptableModel;
 }
 
@@ -362,6 +368,22 @@ const XLORA_CASES: XLoraCase[] = [
     seed: 7200,
     options: { xloraDepth: 2, xloraSize: 16, layerwiseScalings: true, topKLora: 2, softmaxTemperature: 0.7 },
   },
+  {
+    name: 'xlora-llama-p0',
+    description:
+      "as xlora-llama (experts '0'..'2') with xlora_dropout_p 0 and the config's default classifier layout ('original': " +
+      'ReLU + Dropout(0) modules, so the last Linear is layers.3; PEFT builds no Dropout for p 0 and expects layers.2)',
+    experts: ['0', '1', '2'],
+    seed: 7301,
+    options: { xloraDepth: 2, xloraSize: 16, layerwiseScalings: true, topKLora: 2, softmaxTemperature: 0.7, xloraDropoutP: 0 },
+  },
+  {
+    name: 'xlora-llama-p0-peft-layout',
+    description: "as xlora-llama-p0 but built with classifierLayout 'peft' (PEFT's module indices: last Linear layers.2)",
+    experts: ['0', '1', '2'],
+    seed: 7301,
+    options: { xloraDepth: 2, xloraSize: 16, layerwiseScalings: true, topKLora: 2, softmaxTemperature: 0.7, xloraDropoutP: 0, classifierLayout: 'peft' },
+  },
 ];
 
 async function runXLoraCase(c: XLoraCase, outDir: string): Promise<void> {
@@ -447,6 +469,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const outDir = resolve(outArg);
   mkdirSync(outDir, { recursive: true });
+  process.chdir(REPO);
   const backend = await setBackend();
   const want = (name: string) => only.length === 0 || only.includes(name);
   const names: string[] = [];
