@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { countTrainableParameters, trainableParametersLine } from './tuners/trainable.js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AdapterLoadError, AdapterNameError, ConfigError } from './errors.js';
@@ -223,23 +224,16 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
 
   /** `[trainable, all]` parameter counts, as PEFT's `get_nb_trainable_parameters`. */
   getNbTrainableParameters(): [number, number] {
-    let trainable = 0;
-    let all = 0;
-    for (const p of this.parameters()) {
-      all += p.size;
-      if (p.trainable) trainable += p.size;
-    }
-    return [trainable, all];
+    return countTrainableParameters(this);
   }
 
   /** Prints (and returns) PEFT's line: `trainable params: 1,234 || all params: 5,678 || trainable%: 21.7330`. */
   printTrainableParameters(): string {
-    const [trainable, all] = this.getNbTrainableParameters();
-    const fmt = (n: number) => n.toLocaleString('en-US');
-    const line = `trainable params: ${fmt(trainable)} || all params: ${fmt(all)} || trainable%: ${((100 * trainable) / all).toFixed(4)}`;
+    const line = trainableParametersLine(this);
     console.log(line);
     return line;
   }
+
 }
 
 /**

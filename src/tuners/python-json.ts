@@ -66,26 +66,51 @@ function pythonJsonString(s: string): string {
   return `${out}"`;
 }
 
+export interface PythonJsonOptions {
+  /** `indent=` (undefined: one line with `", "` / `": "`, `json.dump`'s defaults). */
+  indent?: number;
+  /** `sort_keys=True`: keys in code-point order at every level (except under `keepOrderKeys`). */
+  sortKeys?: boolean;
+  /** JSON has one number type: numbers under these top-level keys are written as floats (`0.0`). */
+  floatKeys?: ReadonlySet<string>;
+  /** Top-level keys whose object value keeps its insertion order even with `sortKeys` (X-LoRA's `adapters`). */
+  keepOrderKeys?: ReadonlySet<string>;
+}
+
 /**
- * `json.dumps(value, indent=2, sort_keys=True)` as Python writes it: ASCII-only strings, integers without a
- * fraction, floats via `repr`. JSON has one number type, so floats are told apart by key: numbers under a top-level
- * key in `floatKeys` are written as floats (`0.0`); other integral numbers as integers.
+ * `json.dumps(value, ...)` as Python writes it: ASCII-only strings, integers without a fraction, floats via
+ * `repr`. The one Python-JSON writer of peft-ts (adapter configs, X-LoRA configs, scalings-log mappings).
  */
-export function formatPythonJson(value: JsonValue, floatKeys: ReadonlySet<string> = new Set()): string {
-  const fmt = (v: JsonValue, indent: string, isFloat: boolean, top: boolean): string => {
+export function pythonJsonDumps(value: JsonValue, options: PythonJsonOptions = {}): string {
+  const floatKeys = options.floatKeys ?? new Set<string>();
+  const keepOrderKeys = options.keepOrderKeys ?? new Set<string>();
+  const fmt = (v: JsonValue, depth: number, isFloat: boolean, keepOrder: boolean): string => {
     if (v === null) return 'null';
     if (typeof v === 'boolean') return v ? 'true' : 'false';
     if (typeof v === 'number') return !isFloat && Number.isInteger(v) ? BigInt(v).toString() : pythonFloatRepr(v);
     if (typeof v === 'string') return pythonJsonString(v);
-    const inner = `${indent}  `;
+    const items: string[] = [];
+    const [open, close] = Array.isArray(v) ? ['[', ']'] : ['{', '}'];
     if (Array.isArray(v)) {
-      if (v.length === 0) return '[]';
-      return `[\n${v.map((item: JsonValue) => inner + fmt(item, inner, isFloat, false)).join(',\n')}\n${indent}]`;
+      for (const item of v as readonly JsonValue[]) items.push(fmt(item, depth + 1, isFloat, false));
+    } else {
+      const obj = v as JsonObject;
+      const keys = Object.keys(obj);
+      if (options.sortKeys && !keepOrder) keys.sort(compareCodePoints);
+      const top = depth === 0;
+      for (const k of keys) {
+        items.push(`${pythonJsonString(k)}: ${fmt(obj[k]!, depth + 1, isFloat || (top && floatKeys.has(k)), top && keepOrderKeys.has(k))}`);
+      }
     }
-    const obj = v as JsonObject;
-    const keys = Object.keys(obj).sort(compareCodePoints);
-    if (keys.length === 0) return '{}';
-    return `{\n${keys.map((k) => `${inner}${pythonJsonString(k)}: ${fmt(obj[k]!, inner, isFloat || (top && floatKeys.has(k)), false)}`).join(',\n')}\n${indent}}`;
+    if (items.length === 0) return open + close;
+    if (options.indent === undefined) return open + items.join(', ') + close;
+    const pad = ' '.repeat(options.indent * (depth + 1));
+    return `${open}\n${items.map((item) => pad + item).join(',\n')}\n${' '.repeat(options.indent * depth)}${close}`;
   };
-  return fmt(value, '', false, true);
+  return fmt(value, 0, false, false);
+}
+
+/** `json.dumps(value, indent=2, sort_keys=True)`, as PEFT writes `adapter_config.json`. */
+export function formatPythonJson(value: JsonValue, floatKeys: ReadonlySet<string> = new Set()): string {
+  return pythonJsonDumps(value, { indent: 2, sortKeys: true, floatKeys });
 }

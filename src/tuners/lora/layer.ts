@@ -171,12 +171,7 @@ export class LoraLinear extends LoraLayer {
     // init false keeps PyTorch's nn.Linear defaults, so the adapter is not an identity.
     const a = new Linear(inF, o.r, { bias: false, ...(o.seed !== undefined ? { seed: o.seed } : {}) });
     const b = new Linear(o.r, outF, { bias: o.loraBias, ...(o.seed !== undefined ? { seed: o.seed + 1 } : {}) });
-    if (o.initLoraWeights !== false) {
-      const init = o.initLoraWeights === 'gaussian' ? normal(a.weight.shape, 0, 1 / o.r, seedOf(o)) : kaimingUniform(a.weight.shape, { a: Math.sqrt(5), ...seedOf(o) });
-      assignAndDispose(a.weight, init);
-      assignAndDispose(b.weight, zeros(b.weight.shape));
-      if (b.bias) assignAndDispose(b.bias, zeros(b.bias.shape));
-    }
+    initLoraAB(a, b, o);
     this.lora_A.set(name, a);
     this.lora_B.set(name, b);
   }
@@ -236,12 +231,7 @@ export class LoraConv extends LoraLayer {
     const b = is2d
       ? new Conv2d(o.r, base.outChannels, 1, { groups: base.groups, bias: o.loraBias, ...seed })
       : new Conv1d(o.r, base.outChannels, 1, { groups: base.groups, bias: o.loraBias, ...seed });
-    if (o.initLoraWeights !== false) {
-      const init = o.initLoraWeights === 'gaussian' ? normal(a.weight.shape, 0, 1 / o.r, seed) : kaimingUniform(a.weight.shape, { a: Math.sqrt(5), ...seed });
-      assignAndDispose(a.weight, init);
-      assignAndDispose(b.weight, zeros(b.weight.shape));
-      if (b.bias) assignAndDispose(b.bias, zeros(b.bias.shape));
-    }
+    initLoraAB(a, b, o);
     this.lora_A.set(name, a);
     this.lora_B.set(name, b);
   }
@@ -267,6 +257,18 @@ export class LoraConv extends LoraLayer {
 
 function seedOf(o: LoraLayerOptions): { seed?: number } {
   return o.seed === undefined ? {} : { seed: o.seed };
+}
+
+/**
+ * PEFT's init of A and B modules: `true` kaiming-uniform(a = sqrt 5) A, `'gaussian'` N(0, 1/r) A, zero B (and B
+ * bias); `false` keeps the layers' own PyTorch-default init so the adapter is not an identity.
+ */
+function initLoraAB(a: { weight: tf.Variable }, b: { weight: tf.Variable; bias: tf.Variable | null }, o: LoraLayerOptions): void {
+  if (o.initLoraWeights === false) return;
+  const init = o.initLoraWeights === 'gaussian' ? normal(a.weight.shape, 0, 1 / o.r, seedOf(o)) : kaimingUniform(a.weight.shape, { a: Math.sqrt(5), ...seedOf(o) });
+  assignAndDispose(a.weight, init);
+  assignAndDispose(b.weight, zeros(b.weight.shape));
+  if (b.bias) assignAndDispose(b.bias, zeros(b.bias.shape));
 }
 
 function assignAndDispose(target: tf.Variable, value: tf.Tensor): void {

@@ -44,7 +44,10 @@ import type { ConfigIssue } from '../../errors.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { consoleWarn, defineConfig, EMPTY_OBJECT, field, INVALID, p, PEFT_FORMAT_VERSION, peftConfigFields } from '../config-schema.js';
 import type { ConfigOptions, ConfigSettings, FieldValues, JsonObject, JsonValue, Mutable, Parser, RefineContext } from '../config-schema.js';
-import { pythonFloatRepr } from '../python-json.js';
+import { pythonJsonDumps } from '../python-json.js';
+
+/** `adapters` keeps its order (the expert index) even where keys are sorted. */
+const ADAPTERS_KEY: ReadonlySet<string> = new Set(['adapters']);
 
 /** Which classifier module rule applies; see the module comment. */
 export type XLoraClassifierLayout = 'original' | 'peft';
@@ -221,62 +224,6 @@ function whatOf(settings: ConfigSettings, format: FileFormat): string {
   return settings.source ? `${what} (${settings.source})` : what;
 }
 
-/** Python's `json.dumps` string encoding (`ensure_ascii=True`). */
-function pythonJsonString(s: string): string {
-  let out = '"';
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    const ch = s[i]!;
-    if (ch === '"') out += '\\"';
-    else if (ch === '\\') out += '\\\\';
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (ch === '\b') out += '\\b';
-    else if (ch === '\f') out += '\\f';
-    else if (c < 0x20 || c > 0x7e) out += `\\u${c.toString(16).padStart(4, '0')}`;
-    else out += ch;
-  }
-  return `${out}"`;
-}
-
-function compareCodePoints(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/**
- * Python's `json.dumps(value, indent=...)` (`indent` `undefined`: one line with `", "` / `": "`, as `json.dump`'s
- * defaults). Numbers under a top-level key in {@link FLOAT_KEYS} are written as floats. `sortKeys`: keys sorted at
- * every level (`sort_keys=True`) except inside the top-level `adapters`, whose order is the expert index.
- */
-function pythonJson(value: JsonValue, options: { indent?: number; sortKeys: boolean }): string {
-  const fmt = (v: JsonValue, depth: number, isFloat: boolean, keepOrder: boolean): string => {
-    if (v === null) return 'null';
-    if (typeof v === 'boolean') return v ? 'true' : 'false';
-    if (typeof v === 'number') return !isFloat && Number.isInteger(v) ? BigInt(v).toString() : pythonFloatRepr(v);
-    if (typeof v === 'string') return pythonJsonString(v);
-    const items: string[] = [];
-    const open = Array.isArray(v) ? '[' : '{';
-    const close = Array.isArray(v) ? ']' : '}';
-    if (Array.isArray(v)) {
-      for (const item of v as readonly JsonValue[]) items.push(fmt(item, depth + 1, isFloat, false));
-    } else {
-      const obj = v as JsonObject;
-      const keys = Object.keys(obj);
-      if (options.sortKeys && !keepOrder) keys.sort(compareCodePoints);
-      for (const k of keys) {
-        const top = depth === 0;
-        items.push(`${pythonJsonString(k)}: ${fmt(obj[k]!, depth + 1, isFloat || (top && FLOAT_KEYS.has(k)), top && k === 'adapters')}`);
-      }
-    }
-    if (items.length === 0) return open + close;
-    if (options.indent === undefined) return open + items.join(', ') + close;
-    const pad = ' '.repeat(options.indent * (depth + 1));
-    return `${open}\n${items.map((item) => pad + item).join(',\n')}\n${' '.repeat(options.indent * depth)}${close}`;
-  };
-  return fmt(value, 0, false, false);
-}
-
 const Base = defineConfig({ peftType: 'XLORA', what: 'XLoraConfig', fields: xloraFields, refine: refineXLora });
 
 /**
@@ -344,7 +291,7 @@ export class XLoraConfig extends Base {
    * `adapters` stays in expert order (byte-identical to PEFT's file when the names are in sorted order).
    */
   override toJsonString(): string {
-    return pythonJson(this.toJson(), { indent: 2, sortKeys: true });
+    return pythonJsonDumps(this.toJson(), { indent: 2, sortKeys: true, floatKeys: FLOAT_KEYS, keepOrderKeys: ADAPTERS_KEY });
   }
 
   /**
@@ -387,7 +334,7 @@ export class XLoraConfig extends Base {
    * line, `", "` / `": "` separators, floats as Python `repr`, no trailing newline).
    */
   toOriginalJson(): string {
-    return pythonJson(this.toOriginalDict(), { sortKeys: false });
+    return pythonJsonDumps(this.toOriginalDict(), { floatKeys: FLOAT_KEYS });
   }
 
   /**

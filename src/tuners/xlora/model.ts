@@ -1,4 +1,5 @@
 import { tf } from '../../engine/tf.js';
+import { countTrainableParameters, trainableParametersLine } from '../trainable.js';
 import { stopGradient } from '../../engine/ops.js';
 import { KVCache } from '../../generation/cache.js';
 import { generate } from '../../generation/generate.js';
@@ -276,21 +277,16 @@ export class XLoraModel extends Module {
 
   /** `[trainable, all]` parameter counts. */
   getNbTrainableParameters(): [number, number] {
-    let trainable = 0;
-    let all = 0;
-    for (const p of this.parameters()) {
-      all += p.size;
-      if (p.trainable) trainable += p.size;
-    }
-    return [trainable, all];
+    return countTrainableParameters(this);
   }
 
+  /** Prints (and returns) PEFT's line: `trainable params: 1,234 || all params: 5,678 || trainable%: 21.7330`. */
   printTrainableParameters(): string {
-    const [trainable, all] = this.getNbTrainableParameters();
-    const line = `trainable params: ${trainable.toLocaleString('en-US')} || all params: ${all.toLocaleString('en-US')} || trainable%: ${((100 * trainable) / all).toFixed(4)}`;
+    const line = trainableParametersLine(this);
     console.log(line);
     return line;
   }
+
 
   override dispose(): void {
     this.latest?.dispose();

@@ -16,6 +16,7 @@
  * `shape[1]`, which we follow), and its loader opens exactly `path` although the flush wrote `path.npy`
  * ({@link loadScalingsLog} accepts either).
  */
+import { pythonJsonDumps } from '../python-json.js';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { tf } from '../../engine/tf.js';
@@ -35,10 +36,9 @@ function npyName(path: string): string {
   return path.endsWith('.npy') ? path : `${path}.npy`;
 }
 
-/** Python's `json.dumps` of a `{str: [int]}` dict with default arguments (one line, non-ASCII escaped as \uXXXX). */
+/** Python's `json.dumps` of a `{str: [int]}` dict with default arguments (one line, insertion order). */
 function mappingJson(mapping: ReadonlyMap<string, readonly number[]>): string {
-  const str = (s: string) => JSON.stringify(s).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return `{${[...mapping].map(([k, v]) => `${str(k)}: [${v.join(', ')}]`).join(', ')}}`;
+  return pythonJsonDumps(Object.fromEntries([...mapping].map(([k, v]) => [k, [...v]])));
 }
 
 /**
