@@ -1,4 +1,8 @@
-import type { tf } from '../engine/tf.js';
+import { tf } from '../engine/tf.js';
+import { KVCache } from '../generation/cache.js';
+import type { Layer } from '../nn/module.js';
+import { idsTensor } from './inputs.js';
+import { causalLMLoss } from './loss.js';
 import { Module } from '../nn/module.js';
 import type { ForwardContext } from '../nn/context.js';
 import { generate } from '../generation/generate.js';
@@ -16,13 +20,38 @@ export interface BaseModelConfig {
   readonly raw: RawConfig;
 }
 
+/** The decoder stack of a causal LM: hidden states from ids, appending to the cache. */
+export interface CausalDecoder {
+  forward(
+    input: Pick<CausalLMInput, 'inputIds' | 'attentionMask' | 'positionIds' | 'outputHiddenStates'>,
+    cache: KVCache | undefined,
+    ctx?: ForwardContext,
+  ): { lastHiddenState: tf.Tensor3D; hiddenStates?: tf.Tensor3D[] };
+}
+
 /** A decoder-only language model: forward with cache and loss, and `generate`. */
 export abstract class PreTrainedCausalLM<C extends BaseModelConfig = BaseModelConfig> extends Module {
   abstract readonly config: C;
   /** Defaults for `generate`, from `generation_config.json` (or the model config) when loaded from a folder. */
   generationConfig: GenerationOptions = {};
 
-  abstract forward(input: CausalLMInput, ctx?: ForwardContext): CausalLMOutput;
+  /** The output projection (tied to the input embedding when the config says so). */
+  abstract readonly lm_head: Layer;
+
+  /** The decoder stack (transformers' base model: `transformer` for GPT-2, `model` for Llama). */
+  protected abstract get decoder(): CausalDecoder;
+
+  /** transformers' `*ForCausalLM.forward`: decoder, LM head, loss on shifted labels, the cache passed through. */
+  forward(input: CausalLMInput, ctx?: ForwardContext): CausalLMOutput {
+    const cache = input.pastKeyValues ?? (input.useCache ? new KVCache() : undefined);
+    const out = tf.tidy(() => {
+      const { lastHiddenState, hiddenStates } = this.decoder.forward(input, cache, ctx);
+      const logits = this.lm_head.forward(lastHiddenState, ctx) as tf.Tensor3D;
+      const loss = input.labels ? causalLMLoss(logits, idsTensor(input.labels, 'labels')) : undefined;
+      return { logits, ...(loss ? { loss } : {}), ...(hiddenStates ? { hiddenStates } : {}) };
+    });
+    return cache ? { ...out, pastKeyValues: cache } : out;
+  }
 
   /** Decoder layers (the KV cache holds one entry per layer). */
   abstract get numLayers(): number;

@@ -2,12 +2,12 @@ import { tf } from '../../engine/tf.js';
 import { Activation, Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList } from '../../nn/index.js';
 import { normal } from '../../nn/init.js';
 import type { ForwardContext, Layer } from '../../nn/index.js';
-import { KVCache } from '../../generation/cache.js';
+import type { KVCache } from '../../generation/cache.js';
 import { causalAttentionBias, mergeHeads, scaledDotProductAttention, splitHeads } from '../attention.js';
 import { idsTensor } from '../inputs.js';
-import { causalLMLoss } from '../loss.js';
 import { PreTrainedCausalLM } from '../pretrained.js';
-import type { CausalLMInput, CausalLMOutput } from '../outputs.js';
+import type { CausalDecoder } from '../pretrained.js';
+import type { CausalLMInput } from '../outputs.js';
 import { parseGPT2Config } from './config.js';
 import type { GPT2Config } from './config.js';
 
@@ -168,15 +168,8 @@ export class GPT2LMHeadModel extends PreTrainedCausalLM<GPT2Config> {
     return this.config.nLayer;
   }
 
-  forward(input: CausalLMInput, ctx?: ForwardContext): CausalLMOutput {
-    const cache = input.pastKeyValues ?? (input.useCache ? new KVCache() : undefined);
-    const out = tf.tidy(() => {
-      const { lastHiddenState, hiddenStates } = this.transformer.forward(input, cache, ctx);
-      const logits = this.lm_head.forward(lastHiddenState, ctx) as tf.Tensor3D;
-      const loss = input.labels ? causalLMLoss(logits, idsTensor(input.labels, 'labels')) : undefined;
-      return { logits, ...(loss ? { loss } : {}), ...(hiddenStates ? { hiddenStates } : {}) };
-    });
-    return cache ? { ...out, pastKeyValues: cache } : out;
+  protected get decoder(): CausalDecoder {
+    return this.transformer;
   }
 
   /** transformers' `_init_weights`: N(0, 0.02) weights, zero biases, unit norms, residual projections scaled. */

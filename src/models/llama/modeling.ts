@@ -3,7 +3,7 @@ import { normal } from '../../nn/init.js';
 import { ShapeError } from '../../errors.js';
 import { Activation, Embedding, Linear, Module, ModuleList, RMSNorm, dropout } from '../../nn/index.js';
 import type { ForwardContext, Layer, RMSNormOptions } from '../../nn/index.js';
-import { KVCache } from '../../generation/cache.js';
+import type { KVCache } from '../../generation/cache.js';
 import {
   applyRotaryPosEmb,
   causalAttentionBias,
@@ -15,9 +15,9 @@ import {
 } from '../attention.js';
 import type { RawConfig } from '../config-fields.js';
 import { idsTensor } from '../inputs.js';
-import { causalLMLoss } from '../loss.js';
 import { PreTrainedCausalLM } from '../pretrained.js';
-import type { CausalLMInput, CausalLMOutput } from '../outputs.js';
+import type { CausalDecoder } from '../pretrained.js';
+import type { CausalLMInput } from '../outputs.js';
 import { parseLlamaConfig } from './config.js';
 import type { AttentionLayerType, LlamaConfig } from './config.js';
 import { computeRopeInvFreq } from './rope.js';
@@ -348,15 +348,8 @@ export class LlamaForCausalLM extends PreTrainedCausalLM<LlamaConfig> {
     return this.config.numHiddenLayers;
   }
 
-  forward(input: CausalLMInput, ctx?: ForwardContext): CausalLMOutput {
-    const cache = input.pastKeyValues ?? (input.useCache ? new KVCache() : undefined);
-    const out = tf.tidy(() => {
-      const { lastHiddenState, hiddenStates } = this.model.forward(input, cache, ctx);
-      const logits = this.lm_head.forward(lastHiddenState, ctx) as tf.Tensor3D;
-      const loss = input.labels ? causalLMLoss(logits, idsTensor(input.labels, 'labels')) : undefined;
-      return { logits, ...(loss ? { loss } : {}), ...(hiddenStates ? { hiddenStates } : {}) };
-    });
-    return cache ? { ...out, pastKeyValues: cache } : out;
+  protected get decoder(): CausalDecoder {
+    return this.model;
   }
 
   /**
