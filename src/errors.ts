@@ -20,7 +20,12 @@ export type PeftTsErrorCode =
   | 'adapter_load'
   | 'merge'
   // appended by src/tuners/xlora
-  | 'scalings_log';
+  | 'scalings_log'
+  // appended by src/viz
+  | 'viz'
+  // appended by src/training
+  | 'data'
+  | 'training';
 
 export class PeftTsError extends Error {
   readonly code: PeftTsErrorCode;
@@ -293,5 +298,48 @@ export class ScalingsLogError extends PeftTsError {
     super('scalings_log', message, { cause: details.cause });
     this.reason = reason;
     this.path = details.path;
+  }
+}
+
+// appended by src/viz
+export type VizErrorReason = 'input' | 'metrics' | 'renderer_unavailable' | 'format';
+
+/**
+ * A picture cannot be drawn: scalings whose shape does not fit the labels, a metrics file that is not JSON lines
+ * with a numeric `step`, the PNG renderer's native package missing for this platform, an output extension other
+ * than `.svg` / `.png`.
+ */
+export class VizError extends PeftTsError {
+  readonly reason: VizErrorReason;
+  readonly path: string | undefined;
+  constructor(reason: VizErrorReason, message: string, details: { path?: string; cause?: unknown } = {}) {
+    super('viz', details.path ? `${details.path}: ${message}` : message, { cause: details.cause });
+    this.reason = reason;
+    this.path = details.path;
+  }
+}
+
+/** One bad record of a training data file: where it is (1-based line) and what is wrong with it. */
+export interface DataProblem {
+  readonly path: string;
+  readonly line: number;
+  readonly message: string;
+}
+
+/** Training data that cannot be used: bad JSONL lines (when they are fatal), an empty data set, a missing file. */
+export class DataError extends PeftTsError {
+  readonly problems: readonly DataProblem[];
+  constructor(message: string, problems: readonly DataProblem[] = [], options?: { cause?: unknown }) {
+    const shown = problems.slice(0, 5).map((p) => `${p.path}:${p.line}: ${p.message}`);
+    const more = problems.length > 5 ? ` (and ${problems.length - 5} more)` : '';
+    super('data', shown.length ? `${message}\n${shown.join('\n')}${more}` : message, options);
+    this.problems = problems;
+  }
+}
+
+/** Training cannot proceed or resume: bad trainer options, a checkpoint that does not fit the model, a non-finite loss. */
+export class TrainingError extends PeftTsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('training', message, options);
   }
 }

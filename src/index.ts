@@ -24,7 +24,10 @@ export {
   ScalingsLogError,
   TokenizerError,
   GenerationError,
+  DataError,
+  TrainingError,
 } from './errors.js';
+export type { DataProblem } from './errors.js';
 export type { PeftTsErrorCode, SafetensorsErrorReason, ConfigIssue, ShapeMismatch } from './errors.js';
 
 // Checkpoint I/O: safetensors, sharded checkpoints, .npy, atomic writes.
@@ -189,3 +192,44 @@ export {
   ScalingsLog,
 } from './tuners/xlora/index.js';
 export type { XLoraRuntimeOptions, XLoraGenerateOptions, AddXLoraOptions, XLoraFromPretrainedOptions, LoadModelOptions } from './tuners/xlora/index.js';
+
+// Training: Trainer (AdamW, schedules, clipping, accumulation, checkpoints that resume bit for bit), JSONL data.
+export {
+  Trainer,
+  AdamW,
+  clipGradNorm,
+  globalNorm,
+  constantSchedule,
+  constantScheduleWithWarmup,
+  linearScheduleWithWarmup,
+  cosineScheduleWithWarmup,
+  getScheduler,
+  readJsonl,
+  recordFormat,
+  tokenizeRecord,
+  loadJsonlDataset,
+  packExamples,
+  collate,
+  countLossTokens,
+  epochOrder,
+  latestCheckpoint,
+} from './training/index.js';
+export type {
+  TrainableModel,
+  TrainingArguments,
+  TrainerInit,
+  TrainerCallbacks,
+  TrainerStateFile,
+  TrainResult,
+  StepInfo,
+  MetricsRecord,
+  StopReason,
+  AdamWOptions,
+  LrLambda,
+  SchedulerType,
+  TrainExample,
+  Batch,
+  RecordFormat,
+  LoadDataOptions,
+  LoadedData,
+} from './training/index.js';

@@ -14,6 +14,7 @@ import { ADAPTER_WEIGHTS_NAME, getAdapterStateDict, setAdapterStateDict } from '
 import { loadPeftConfig, savePeftConfig } from './tuners/config.js';
 import type { AnyPeftConfig } from './tuners/registry.js';
 import { createTuner } from './tuners/registry.js';
+import type { TunerOptions } from './tuners/registry.js';
 import type { BaseTuner, TunerConfig } from './tuners/tuner-model.js';
 import { validateAdapterName } from './tuners/tuner-model.js';
 import type { MergeOptions } from './tuners/tuner-layer.js';
@@ -46,9 +47,9 @@ export interface SavePretrainedOptions {
 export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module {
   readonly base_model: BaseTuner;
 
-  constructor(model: M, config: AnyPeftConfig, adapterName = 'default') {
+  constructor(model: M, config: AnyPeftConfig, adapterName = 'default', options: TunerOptions = {}) {
     super();
-    this.base_model = this.registerModule('base_model', createTuner(model, withTaskDefaults(config), adapterName));
+    this.base_model = this.registerModule('base_model', createTuner(model, withTaskDefaults(config), adapterName, options));
   }
 
   /** The adapted model (its adapter layers are in place). */
@@ -240,15 +241,21 @@ export class PeftModel<M extends AdaptableModel = AdaptableModel> extends Module
  * PEFT's `get_peft_model`. With an `XLoraConfig` it builds an X-LoRA model, which loads the experts from disk
  * and so returns a promise.
  */
-export function getPeftModel<M extends AdaptableModel>(model: M, config: XLoraConfig, options?: { adapterName?: string }): Promise<XLoraModel>;
-export function getPeftModel<M extends AdaptableModel>(model: M, config: AnyPeftConfig, options?: { adapterName?: string }): PeftModel<M>;
+export function getPeftModel<M extends AdaptableModel>(model: M, config: XLoraConfig, options?: GetPeftModelOptions): Promise<XLoraModel>;
+export function getPeftModel<M extends AdaptableModel>(model: M, config: AnyPeftConfig, options?: GetPeftModelOptions): PeftModel<M>;
 export function getPeftModel<M extends AdaptableModel>(
   model: M,
   config: AnyPeftConfig | XLoraConfig,
-  options: { adapterName?: string } = {},
+  options: GetPeftModelOptions = {},
 ): PeftModel<M> | Promise<XLoraModel> {
-  if (config instanceof XLoraConfig) return addXLoraToModel({ model: model as unknown as PreTrainedCausalLM, xloraConfig: config });
-  return new PeftModel(model, config, options.adapterName ?? 'default');
+  if (config instanceof XLoraConfig) return addXLoraToModel({ model: model as unknown as PreTrainedCausalLM, xloraConfig: config, ...(options.seed === undefined ? {} : { seed: options.seed }) });
+  return new PeftModel(model, config, options.adapterName ?? 'default', options.seed === undefined ? {} : { seed: options.seed });
+}
+
+export interface GetPeftModelOptions {
+  adapterName?: string;
+  /** Makes the initial adapter weights reproducible (peft-ts only; PEFT uses torch's global RNG). */
+  seed?: number;
 }
 
 /** An adapter folder's config; X-LoRA checkpoints are pointed to their own loader. */

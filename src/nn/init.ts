@@ -165,3 +165,13 @@ export interface LayerInitOptions extends SeedOption {
    */
   skipInit?: boolean;
 }
+
+/** A seed for one part of a model (an adapter's module), derived from a run seed and a label (FNV-1a). */
+export function deriveSeed(seed: number, label: string): number {
+  let h = (0x811c9dc5 ^ (seed >>> 0)) >>> 0;
+  for (let i = 0; i < label.length; i++) {
+    h ^= label.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}

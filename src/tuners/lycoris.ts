@@ -2,6 +2,7 @@
 // scaling and dropout settings, a forward that adds `base_layer`'s own op applied with the rebuilt delta weight
 // (`F.linear(x, ΔW)` / `F.conv*(x, ΔW, ...)`), rank dropout over the delta's output rows, module dropout, and the
 // scale helpers. Merging is the additive W += ΔW of `BaseTunerLayer`.
+import { deriveSeed } from '../nn/init.js';
 import { tf } from '../engine/tf.js';
 import { ConfigError } from '../errors.js';
 import type { ForwardContext } from '../nn/context.js';
@@ -54,14 +55,6 @@ export function resolveRankAndAlpha(config: LycorisConfigFields, key: string): {
 }
 
 /** A 32-bit FNV-1a hash, to derive a per-module seed from a model-level one. */
-export function hashSeed(seed: number, text: string): number {
-  let h = (0x811c9dc5 ^ (seed >>> 0)) >>> 0;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
-}
 
 /**
  * PEFT's `LycorisLayer`: the per-adapter scalars and the forward/dropout logic shared by LoHa-like methods. A
@@ -99,7 +92,7 @@ export abstract class LycorisLayer extends BaseTunerLayer {
     this.scaling.set(name, alpha / r);
     this.rankDropout.set(name, options.rankDropout);
     this.moduleDropout.set(name, options.moduleDropout);
-    if (options.seed !== undefined) this.reseedDropout(hashSeed(options.seed, 'dropout'));
+    if (options.seed !== undefined) this.reseedDropout(deriveSeed(options.seed, 'dropout'));
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { AdaptableLayer, LayerKind, Module } from '../../nn/module.js';
-import { hashSeed, resolveRankAndAlpha } from '../lycoris.js';
+import { deriveSeed } from '../../nn/init.js';
+import { resolveRankAndAlpha } from '../lycoris.js';
 import { BaseTuner } from '../tuner-model.js';
 import type { BaseTunerLayer } from '../tuner-layer.js';
 import type { LoHaConfig } from './config.js';
@@ -70,7 +71,7 @@ export class LoHaModel extends BaseTuner<LoHaConfig> {
   /** The options of one targeted module, after `rankPattern` / `alphaPattern`. */
   layerOptions(config: LoHaConfig, key: string, adapterName: string): LoHaLayerOptions {
     return lohaLayerOptions(config, key, {
-      ...(this.lohaOptions.seed === undefined ? {} : { seed: hashSeed(this.lohaOptions.seed, `${adapterName}:${key}`) }),
+      ...(this.lohaOptions.seed === undefined ? {} : { seed: deriveSeed(this.lohaOptions.seed, `${adapterName}:${key}`) }),
       ...(this.lohaOptions.lowCpuMemUsage ? { skipInit: true } : {}),
     });
   }

@@ -1,5 +1,6 @@
 import { ConfigError, UnsupportedLayerError } from '../../errors.js';
 import type { LayerKind, AdaptableLayer } from '../../nn/module.js';
+import { deriveSeed } from '../../nn/init.js';
 import { resolveRankAlpha } from '../matching.js';
 import { BaseTuner } from '../tuner-model.js';
 import type { BaseTunerLayer } from '../tuner-layer.js';
@@ -22,18 +23,24 @@ export class LoraModel extends BaseTuner<LoraConfig> {
   readonly method = 'LoRA';
   protected readonly supportedKinds = Object.keys(loraLayerTable) as LayerKind[];
 
-  constructor(model: ConstructorParameters<typeof BaseTuner>[0], config: LoraConfig, adapterName = 'default') {
+  /** `seed` (peft-ts only) makes the initial adapter weights reproducible: each module draws from its own seed. */
+  constructor(model: ConstructorParameters<typeof BaseTuner>[0], config: LoraConfig, adapterName = 'default', private readonly options: { seed?: number } = {}) {
     super(model);
     this.injectAdapter(config, adapterName);
   }
 
   protected createLayer(target: AdaptableLayer, key: string, config: LoraConfig, adapterName: string): BaseTunerLayer {
     const Layer = loraLayerTable[target.kind as keyof typeof loraLayerTable];
-    return new Layer(target, adapterName, layerOptions(config, key));
+    return new Layer(target, adapterName, this.optionsFor(config, key, adapterName));
   }
 
   protected updateLayer(layer: BaseTunerLayer, key: string, config: LoraConfig, adapterName: string): void {
-    (layer as LoraLayer).updateLayer(adapterName, layerOptions(config, key));
+    (layer as LoraLayer).updateLayer(adapterName, this.optionsFor(config, key, adapterName));
+  }
+
+  private optionsFor(config: LoraConfig, key: string, adapterName: string): LoraLayerOptions {
+    const seed = this.options.seed;
+    return { ...layerOptions(config, key), ...(seed === undefined ? {} : { seed: deriveSeed(seed, `${adapterName}:${key}`) }) };
   }
 
   protected ownsLayer(layer: BaseTunerLayer): boolean {
