@@ -55,7 +55,7 @@ export interface ScalingsMatrix {
 }
 
 function isShapedArray(x: ScalingsInput): x is ShapedArray {
-  return typeof x === 'object' && !Array.isArray(x) && 'data' in x && 'shape' in x;
+  return typeof x === 'object' && !Array.isArray(x) && 'data' in x && 'shape' in x && typeof x.data !== 'function';
 }
 
 function isTensorLike(x: ScalingsInput): x is TensorLike {
@@ -87,8 +87,9 @@ function flattenNested(x: NestedNumbers): ShapedArray {
 
 function toShaped(x: ScalingsInput): ShapedArray {
   if (Array.isArray(x)) return flattenNested(x as NestedNumbers);
-  if (isShapedArray(x)) return x;
+  // Tensor first: a tf.Tensor also has a `data` member (its async reader).
   if (isTensorLike(x)) return { data: x.dataSync(), shape: x.shape };
+  if (isShapedArray(x)) return x;
   throw new VizError('input', 'scalings must be a tensor, a nested number array or { data, shape }');
 }
 
@@ -245,13 +246,13 @@ export function scalingsHeatmapSvg(
   }
   out.push('</g>');
   if (showValues) {
-    out.push(`<g class="values" text-anchor="middle" font-size="${Math.min(11, Math.floor(cell / 3.2))}">`);
+    out.push(`<g class="values" text-anchor="middle" font-size="${Math.min(11, Math.floor(cell / 3.6))}">`);
     for (let i = 0; i < nRows; i++) {
       for (let j = 0; j < nCols; j++) {
         const [t, e] = tokensAsRows ? [i, j] : [j, i];
         const v = values[t]![e]!;
         const fill = norm(v) > 0.6 ? '#000000' : '#ffffff';
-        out.push(`<text x="${r2(gridX + (j + 0.5) * cell)}" y="${r2(gridY + (i + 0.5) * cell + 4)}" fill="${fill}">${formatNumber(v)}</text>`);
+        out.push(`<text x="${r2(gridX + (j + 0.5) * cell)}" y="${r2(gridY + (i + 0.5) * cell + 4)}" fill="${fill}">${Math.abs(v) < 10 ? v.toFixed(2) : formatNumber(v)}</text>`);
       }
     }
     out.push('</g>');
