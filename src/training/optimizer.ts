@@ -91,7 +91,10 @@ export class AdamW {
   private momentsOf(name: string, param: tf.Variable): Moments {
     let state = this.moments.get(name);
     if (!state) {
-      state = { m: tf.variable(tf.zerosLike(param), false), v: tf.variable(tf.zerosLike(param), false) };
+      const zeros = tf.zerosLike(param);
+      // A variable keeps its own reference to the data, so the initial tensor can go.
+      state = { m: tf.variable(zeros, false), v: tf.variable(zeros, false) };
+      zeros.dispose();
       this.moments.set(name, state);
     }
     return state;

@@ -11,9 +11,10 @@
  * The native module is loaded lazily, on the first PNG, so `peft-ts/viz`'s SVG functions work even where the
  * platform package is missing; a PNG then throws a {@link VizError} with reason `renderer_unavailable`.
  */
+import { mkdir } from 'node:fs/promises';
 import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { delimiter, extname } from 'node:path';
+import { delimiter, dirname, extname } from 'node:path';
 import { VizError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { FONT_FAMILY } from './svg.js';
@@ -118,6 +119,7 @@ export function textRenderingAvailable(options: PngRenderOptions = {}): boolean 
 /** Writes `svg` or its PNG render to `path`, chosen by extension (`.svg` or `.png`), atomically. */
 export async function writePicture(path: string, svg: string, options: PngRenderOptions = {}): Promise<void> {
   const ext = extname(path).toLowerCase();
+  if (ext === '.svg' || ext === '.png') await mkdir(dirname(path), { recursive: true });
   if (ext === '.svg') await writeFileAtomic(path, svg);
   else if (ext === '.png') await writeFileAtomic(path, svgToPng(svg, options));
   else throw new VizError('format', `cannot tell the picture format from extension "${ext}": use .svg or .png`, { path });
