@@ -31,7 +31,8 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
 }
 
 /** Makes the rename itself durable. Best effort: some platforms (Windows) cannot open a directory for fsync. */
-async function syncDir(dir: string): Promise<void> {
+/** fsync a directory so a rename inside it survives a crash (best effort: some platforms refuse). */
+export async function syncDir(dir: string): Promise<void> {
   let fh: FileHandle | undefined;
   try {
     fh = await open(dir, 'r');

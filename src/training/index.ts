@@ -1,16 +1,11 @@
-// Public API of src/training: Trainer, AdamW, schedules, data loading.
-export { Trainer, epochOrder, mixSeed, checkpointSteps, latestCheckpoint, TRAINER_STATE_NAME, OPTIMIZER_NAME, TRAINABLE_NAME, METRICS_NAME } from './trainer.js';
-export type {
-  TrainableModel,
-  TrainingArguments,
-  TrainerInit,
-  TrainerCallbacks,
-  TrainerStateFile,
-  TrainResult,
-  StepInfo,
-  MetricsRecord,
-  StopReason,
-} from './trainer.js';
+// Public API of src/training: Trainer, AdamW, schedules, data loading, checkpoints and metrics.
+export { Trainer, epochOrder, mixSeed } from './trainer.js';
+export type { TrainableModel, TrainerInit, TrainerCallbacks, TrainResult, StepInfo, StopReason } from './trainer.js';
+export type { TrainingArguments } from './arguments.js';
+export { checkpointSteps, latestCheckpoint, TRAINER_STATE_NAME, OPTIMIZER_NAME, TRAINABLE_NAME } from './checkpoint.js';
+export type { TrainerStateFile } from './checkpoint.js';
+export { METRICS_NAME } from './metrics.js';
+export type { MetricsRecord } from './metrics.js';
 export { AdamW, clipGradNorm, globalNorm, EXP_AVG_PREFIX, EXP_AVG_SQ_PREFIX } from './optimizer.js';
 export type { AdamWOptions } from './optimizer.js';
 export {

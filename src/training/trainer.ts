@@ -8,22 +8,22 @@
  * masks are reseeded before every micro-batch from (`seed`, micro-batch index, module index), so a run resumed
  * from a checkpoint sees exactly the batches and masks the uninterrupted run saw.
  */
-import { existsSync } from 'node:fs';
-import { appendFile, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import cliProgress from 'cli-progress';
+import { mkdir } from 'node:fs/promises';
 import { tf } from '../engine/tf.js';
-import { ConfigError, TrainingError } from '../errors.js';
-import type { ConfigIssue } from '../errors.js';
-import { loadSafetensors, saveSafetensors, writeFileAtomic, writeJsonAtomic } from '../io/index.js';
+import { TrainingError } from '../errors.js';
 import type { CausalLMInput } from '../models/outputs.js';
 import { Dropout, mulberry32 } from '../nn/dropout.js';
 import type { Module } from '../nn/module.js';
+import type { ResolvedTrainingArguments, TrainingArguments } from './arguments.js';
+import { resolveTrainingArguments } from './arguments.js';
+import type { CheckpointTensors, RunFingerprint, TrainerStateFile } from './checkpoint.js';
+import { latestCheckpoint, pruneCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import type { Batch, TrainExample } from './data.js';
 import { collate, countLossTokens } from './data.js';
+import type { MetricsRecord } from './metrics.js';
+import { appendMetrics, round, startProgressBar, truncateMetrics } from './metrics.js';
 import { AdamW, clipGradNorm, globalNorm } from './optimizer.js';
-import type { LrLambda, SchedulerType } from './schedules.js';
+import type { LrLambda } from './schedules.js';
 import { getScheduler } from './schedules.js';
 
 /**
@@ -35,64 +35,6 @@ export type TrainableModel = Module & {
   forward(input: CausalLMInput): { loss?: tf.Scalar };
   savePretrained(dir: string): Promise<void>;
 };
-
-/** transformers' `TrainingArguments`, camelCase, for the options this trainer has. */
-export interface TrainingArguments {
-  /** Checkpoints (`checkpoint-<step>/`), `metrics.jsonl` and the final adapter go here. */
-  outputDir: string;
-  /** Peak learning rate (default 5e-5). */
-  learningRate?: number;
-  /** AdamW's decoupled weight decay (default 0). */
-  weightDecay?: number;
-  adamBeta1?: number;
-  adamBeta2?: number;
-  adamEpsilon?: number;
-  /** Clip gradients to this global L2 norm (default 1; 0 or null: no clipping). */
-  maxGradNorm?: number | null;
-  /** Epochs when `maxSteps` is not set (default 1; fractions allowed). */
-  numTrainEpochs?: number;
-  /** Total optimizer steps; overrides `numTrainEpochs`. */
-  maxSteps?: number;
-  /** Examples per micro-batch (default 8). */
-  perDeviceTrainBatchSize?: number;
-  /** Examples per evaluation batch (default: the train batch size). */
-  perDeviceEvalBatchSize?: number;
-  /** Micro-batches per optimizer step (default 1). */
-  gradientAccumulationSteps?: number;
-  /** Default 'linear'. */
-  lrSchedulerType?: SchedulerType;
-  /** Warmup steps (default 0; takes precedence over `warmupRatio`). */
-  warmupSteps?: number;
-  /** Warmup as a fraction of the total steps (rounded up, as transformers). */
-  warmupRatio?: number;
-  /** Write a metrics record every N steps (default 10; the last step always logs). */
-  loggingSteps?: number;
-  /** Evaluate every N steps (needs an eval dataset; it is also evaluated at the end). */
-  evalSteps?: number;
-  /** Write a checkpoint every N steps. */
-  saveSteps?: number;
-  /** Keep at most this many checkpoints (the oldest are deleted). */
-  saveTotalLimit?: number;
-  /** Seed of dropout masks (default 42). */
-  seed?: number;
-  /** Seed of the data order (default: `seed`). */
-  dataSeed?: number;
-  /** Shuffle the training examples every epoch (default true). */
-  shuffle?: boolean;
-  /** Stop once the loss is at or below this (see `targetLossOn`). */
-  targetLoss?: number;
-  /**
-   * Which loss `targetLoss` watches: 'eval' (each evaluation; the default when there is an eval dataset) or
-   * 'train' (the mean training loss of each logging window).
-   */
-  targetLossOn?: 'eval' | 'train';
-  /** A checkpoint folder, or true for the newest `checkpoint-*` in `outputDir`. */
-  resumeFromCheckpoint?: string | boolean;
-  /** Draw a progress bar on stderr (default: only when stderr is a TTY). */
-  progressBar?: boolean;
-  /** Save the adapter into `outputDir` when training ends (default true). */
-  saveFinalAdapter?: boolean;
-}
 
 export interface StepInfo {
   /** Optimizer steps done (1 after the first update). */
@@ -108,18 +50,6 @@ export interface StepInfo {
   tokens: number;
   /** Fractional epoch reached. */
   epoch: number;
-}
-
-export interface MetricsRecord {
-  step: number;
-  epoch: number;
-  loss?: number;
-  learningRate?: number;
-  gradNorm?: number;
-  tokensPerSecond?: number;
-  evalLoss?: number;
-  elapsedSeconds: number;
-  remainingSeconds?: number;
 }
 
 export type StopReason = 'max_steps' | 'target_loss' | 'callback';
@@ -155,57 +85,6 @@ export interface TrainerInit {
   callbacks?: TrainerCallbacks | readonly TrainerCallbacks[];
 }
 
-/** What a checkpoint's `trainer_state.json` holds. */
-export interface TrainerStateFile {
-  version: 1;
-  globalStep: number;
-  maxSteps: number;
-  epoch: number;
-  /** Micro-batches consumed from the data stream (the data-order state, with `dataSeed`). */
-  microBatches: number;
-  optimizer: { stepCount: number; lr: number; beta1: number; beta2: number; eps: number; weightDecay: number };
-  scheduler: { type: SchedulerType; baseLr: number; warmupSteps: number; totalSteps: number; lastStep: number };
-  rng: { seed: number; dataSeed: number; shuffle: boolean; generator: 'mulberry32' };
-  /** Settings a resumed run must share with this one to continue to the same result. */
-  fingerprint: Record<string, number | string | boolean>;
-  /** The partial logging window, so a resumed run logs the same averages. */
-  logWindow: { lossSum: number; steps: number };
-  lossSum: number;
-  lastEvalLoss: number | null;
-}
-
-export const TRAINER_STATE_NAME = 'trainer_state.json';
-export const OPTIMIZER_NAME = 'optimizer.safetensors';
-export const TRAINABLE_NAME = 'trainable_params.safetensors';
-export const METRICS_NAME = 'metrics.jsonl';
-
-interface Resolved {
-  outputDir: string;
-  learningRate: number;
-  weightDecay: number;
-  adamBeta1: number;
-  adamBeta2: number;
-  adamEpsilon: number;
-  maxGradNorm: number;
-  batchSize: number;
-  evalBatchSize: number;
-  gradientAccumulationSteps: number;
-  lrSchedulerType: SchedulerType;
-  maxSteps: number;
-  warmupSteps: number;
-  loggingSteps: number;
-  evalSteps: number;
-  saveSteps: number;
-  saveTotalLimit: number;
-  seed: number;
-  dataSeed: number;
-  shuffle: boolean;
-  targetLoss: number | undefined;
-  targetLossOn: 'eval' | 'train';
-  progressBar: boolean;
-  saveFinalAdapter: boolean;
-}
-
 /** Mixes integers into a 32-bit seed (murmur3's finalizer over a running hash). */
 export function mixSeed(...parts: number[]): number {
   let h = 0x811c9dc5;
@@ -232,11 +111,6 @@ export function epochOrder(n: number, dataSeed: number, epoch: number, shuffle =
   return order;
 }
 
-function positiveInt(issues: ConfigIssue[], name: string, value: number, min = 1): number {
-  if (!Number.isInteger(value) || value < min) issues.push({ code: 'invalid_value', path: [name], message: `must be an integer >= ${min}, got ${value}` });
-  return value;
-}
-
 /** Number of loss tokens of a batch (labels are shifted: position 0 never counts). */
 function lossTokens(batch: Batch): number {
   return batch.labels.reduce((n, row) => n + countLossTokens(row), 0);
@@ -244,7 +118,7 @@ function lossTokens(batch: Batch): number {
 
 export class Trainer {
   readonly model: TrainableModel;
-  readonly args: Readonly<Resolved>;
+  readonly args: Readonly<ResolvedTrainingArguments>;
   readonly trainDataset: readonly TrainExample[];
   readonly evalDataset: readonly TrainExample[] | undefined;
   readonly optimizer: AdamW;
@@ -273,60 +147,15 @@ export class Trainer {
     this.callbacks = init.callbacks === undefined ? [] : Array.isArray(init.callbacks) ? [...(init.callbacks as readonly TrainerCallbacks[])] : [init.callbacks as TrainerCallbacks];
     if (this.trainDataset.length === 0) throw new TrainingError('The training dataset is empty.');
     this.resumeFrom = init.args.resumeFromCheckpoint;
-    const a = init.args;
-    const issues: ConfigIssue[] = [];
-    const batchSize = positiveInt(issues, 'perDeviceTrainBatchSize', a.perDeviceTrainBatchSize ?? 8);
-    const ga = positiveInt(issues, 'gradientAccumulationSteps', a.gradientAccumulationSteps ?? 1);
-    this.batchesPerEpoch = Math.ceil(this.trainDataset.length / batchSize);
-    const epochs = a.numTrainEpochs ?? 1;
-    if (!(epochs > 0)) issues.push({ code: 'invalid_value', path: ['numTrainEpochs'], message: `must be > 0, got ${epochs}` });
-    const maxSteps = a.maxSteps ?? Math.max(1, Math.ceil((epochs * this.batchesPerEpoch) / ga));
-    positiveInt(issues, 'maxSteps', maxSteps);
-    const warmupSteps = a.warmupSteps ?? Math.ceil((a.warmupRatio ?? 0) * maxSteps);
-    positiveInt(issues, 'warmupSteps', warmupSteps, 0);
-    const learningRate = a.learningRate ?? 5e-5;
-    if (!(learningRate >= 0)) issues.push({ code: 'invalid_value', path: ['learningRate'], message: `must be >= 0, got ${learningRate}` });
-    const maxGradNorm = a.maxGradNorm ?? (a.maxGradNorm === null ? 0 : 1);
-    if (!(maxGradNorm >= 0)) issues.push({ code: 'invalid_value', path: ['maxGradNorm'], message: `must be >= 0, got ${maxGradNorm}` });
-    const targetLossOn = a.targetLossOn ?? (init.evalDataset?.length ? 'eval' : 'train');
-    if (targetLossOn === 'eval' && a.targetLoss !== undefined && !init.evalDataset?.length) {
-      issues.push({ code: 'invalid_value', path: ['targetLossOn'], message: "'eval' needs an eval dataset" });
-    }
-    if (a.evalSteps !== undefined && !init.evalDataset?.length) issues.push({ code: 'invalid_value', path: ['evalSteps'], message: 'needs an eval dataset' });
-    if (!a.outputDir) issues.push({ code: 'missing', path: ['outputDir'], message: 'is required' });
-    this.args = {
-      outputDir: a.outputDir,
-      learningRate,
-      weightDecay: a.weightDecay ?? 0,
-      adamBeta1: a.adamBeta1 ?? 0.9,
-      adamBeta2: a.adamBeta2 ?? 0.999,
-      adamEpsilon: a.adamEpsilon ?? 1e-8,
-      maxGradNorm,
-      batchSize,
-      evalBatchSize: positiveInt(issues, 'perDeviceEvalBatchSize', a.perDeviceEvalBatchSize ?? batchSize),
-      gradientAccumulationSteps: ga,
-      lrSchedulerType: a.lrSchedulerType ?? 'linear',
-      maxSteps,
-      warmupSteps,
-      loggingSteps: positiveInt(issues, 'loggingSteps', a.loggingSteps ?? 10),
-      evalSteps: a.evalSteps === undefined ? 0 : positiveInt(issues, 'evalSteps', a.evalSteps),
-      saveSteps: a.saveSteps === undefined ? 0 : positiveInt(issues, 'saveSteps', a.saveSteps),
-      saveTotalLimit: a.saveTotalLimit === undefined ? 0 : positiveInt(issues, 'saveTotalLimit', a.saveTotalLimit),
-      seed: a.seed ?? 42,
-      dataSeed: a.dataSeed ?? a.seed ?? 42,
-      shuffle: a.shuffle ?? true,
-      targetLoss: a.targetLoss,
-      targetLossOn,
-      progressBar: a.progressBar ?? process.stderr.isTTY === true,
-      saveFinalAdapter: a.saveFinalAdapter ?? true,
-    };
-    if (issues.length) throw new ConfigError(issues, 'training arguments');
-    this.lrLambda = getScheduler(this.args.lrSchedulerType, warmupSteps, maxSteps);
+    const resolved = resolveTrainingArguments(init.args, this.trainDataset.length, this.evalDataset?.length ?? 0);
+    this.args = resolved.args;
+    this.batchesPerEpoch = resolved.batchesPerEpoch;
+    this.lrLambda = getScheduler(this.args.lrSchedulerType, this.args.warmupSteps, this.args.maxSteps);
     this.params = [...this.model.namedParameters()].filter(([, p]) => p.trainable);
     this.varToParam = new Map(this.params.map(([name, p]) => [p.name, name]));
     this.dropouts = this.model.modules().filter((m): m is Dropout => m instanceof Dropout && m.p > 0);
     this.optimizer = new AdamW(this.params, {
-      lr: learningRate,
+      lr: this.args.learningRate,
       beta1: this.args.adamBeta1,
       beta2: this.args.adamBeta2,
       eps: this.args.adamEpsilon,
@@ -491,7 +320,7 @@ export class Trainer {
       const dir = resume === true ? await latestCheckpoint(a.outputDir) : resume;
       if (!dir) throw new TrainingError(`resumeFromCheckpoint: true, but ${a.outputDir} has no checkpoint-* folder.`);
       await this.loadCheckpoint(dir);
-      await this.truncateMetrics();
+      await truncateMetrics(a.outputDir, this.globalStep);
     }
     this.model.train();
     const started = performance.now();
@@ -500,12 +329,7 @@ export class Trainer {
     let windowTokens = 0;
     let runLoss = 0;
     let stopReason: StopReason = 'max_steps';
-    const bar = a.progressBar ? new cliProgress.SingleBar({
-      format: '{bar} {value}/{total} | loss {loss} | lr {lr} | {tps} tok/s | {duration_formatted} < {eta_formatted}',
-      hideCursor: true,
-      etaBuffer: 20,
-    }, cliProgress.Presets.shades_classic) : undefined;
-    bar?.start(a.maxSteps, this.globalStep, { loss: '-', lr: '-', tps: '-' });
+    const bar = a.progressBar ? startProgressBar(a.maxSteps, this.globalStep) : undefined;
     const elapsed = () => (performance.now() - started) / 1000;
     const remaining = () => {
       const done = this.globalStep - startStep;
@@ -537,7 +361,7 @@ export class Trainer {
           this.logWindow = { lossSum: 0, steps: 0 };
           windowStart = now;
           windowTokens = 0;
-          await this.writeMetrics(record);
+          await appendMetrics(this.args.outputDir, record);
           bar?.update(step, { loss: meanLoss.toFixed(4), lr: info.learningRate.toExponential(2), tps: record.tokensPerSecond });
           stop = (await this.emit((c) => c.onLog?.(record))) || stop;
           if (a.targetLoss !== undefined && a.targetLossOn === 'train' && meanLoss <= a.targetLoss) {
@@ -576,7 +400,7 @@ export class Trainer {
     this.lastEvalLoss = evalLoss;
     this.lastEvalStep = this.globalStep;
     const record: MetricsRecord = { step: this.globalStep, epoch: round(this.microBatches / this.batchesPerEpoch, 4), evalLoss, elapsedSeconds: round(elapsedSeconds, 3) };
-    await this.writeMetrics(record);
+    await appendMetrics(this.args.outputDir, record);
     await this.emit((c) => c.onEvaluate?.({ step: this.globalStep, evalLoss }));
     return this.args.targetLoss !== undefined && this.args.targetLossOn === 'eval' && evalLoss <= this.args.targetLoss;
   }
@@ -587,26 +411,7 @@ export class Trainer {
     return stop;
   }
 
-  private async writeMetrics(record: MetricsRecord): Promise<void> {
-    await appendFile(join(this.args.outputDir, METRICS_NAME), JSON.stringify(record) + '\n');
-  }
-
-  /** After a resume: drops metrics records written after the checkpoint (by the interrupted run). */
-  private async truncateMetrics(): Promise<void> {
-    const path = join(this.args.outputDir, METRICS_NAME);
-    if (!existsSync(path)) return;
-    const lines = (await readFile(path, 'utf8')).split('\n').filter((l) => l.trim() !== '');
-    const kept = lines.filter((l) => {
-      try {
-        return (JSON.parse(l) as { step?: number }).step! <= this.globalStep;
-      } catch {
-        return false;
-      }
-    });
-    if (kept.length !== lines.length) await writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
-  }
-
-  private fingerprint(): Record<string, number | string | boolean> {
+  private fingerprint(): RunFingerprint {
     const a = this.args;
     return {
       trainExamples: this.trainDataset.length,
@@ -643,76 +448,19 @@ export class Trainer {
   }
 
   /**
-   * Writes `<outputDir>/checkpoint-<step>/`: the adapter in PEFT format, the trainable parameters and AdamW's
-   * moments as safetensors, and `trainer_state.json`. Everything goes to a temporary sibling folder first, which
-   * is renamed into place, so a crash never leaves a partial checkpoint under the final name.
+   * Writes `<outputDir>/checkpoint-<step>/` atomically (see `writeCheckpoint`), prunes old checkpoints to
+   * `saveTotalLimit`, and calls `onSave`.
    */
   async saveCheckpoint(): Promise<string> {
-    const out = this.args.outputDir;
-    const name = `checkpoint-${this.globalStep}`;
-    const final = join(out, name);
-    const tmp = join(out, `.${name}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-    await mkdir(tmp, { recursive: true });
-    try {
-      await this.model.savePretrained(tmp);
-      await saveSafetensors(join(tmp, TRAINABLE_NAME), new Map(this.params), { metadata: { format: 'pt' } });
-      await saveSafetensors(join(tmp, OPTIMIZER_NAME), this.optimizer.stateTensors(), { metadata: { format: 'pt', step: String(this.optimizer.stepCount) } });
-      await writeJsonAtomic(join(tmp, TRAINER_STATE_NAME), this.stateFile());
-      await syncDir(tmp);
-      if (existsSync(final)) {
-        const trash = `${tmp}.old`;
-        await rename(final, trash);
-        await rename(tmp, final);
-        await rm(trash, { recursive: true, force: true });
-      } else {
-        await rename(tmp, final);
-      }
-      await syncDir(out);
-    } catch (error) {
-      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-      throw error;
-    }
-    if (this.args.saveTotalLimit) await this.pruneCheckpoints();
-    await this.emit((c) => c.onSave?.({ step: this.globalStep, dir: final }));
-    return final;
-  }
-
-  private async pruneCheckpoints(): Promise<void> {
-    const steps = await checkpointSteps(this.args.outputDir);
-    for (const step of steps.slice(0, Math.max(0, steps.length - this.args.saveTotalLimit))) {
-      await rm(join(this.args.outputDir, `checkpoint-${step}`), { recursive: true, force: true });
-    }
+    const dir = await writeCheckpoint(this.args.outputDir, this.model, this.checkpointTensors(), this.stateFile());
+    if (this.args.saveTotalLimit) await pruneCheckpoints(this.args.outputDir, this.args.saveTotalLimit);
+    await this.emit((c) => c.onSave?.({ step: this.globalStep, dir }));
+    return dir;
   }
 
   /** Restores parameters, optimizer, schedule position and data order from a checkpoint folder. */
   async loadCheckpoint(dir: string): Promise<void> {
-    let state: TrainerStateFile;
-    try {
-      state = JSON.parse(await readFile(join(dir, TRAINER_STATE_NAME), 'utf8')) as TrainerStateFile;
-    } catch (error) {
-      throw new TrainingError(`${dir} is not a trainer checkpoint (cannot read ${TRAINER_STATE_NAME}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-    }
-    if (state.version !== 1) throw new TrainingError(`${dir}: unsupported trainer_state version ${String(state.version)}.`);
-    const mine = this.fingerprint();
-    const diffs = Object.keys(mine).filter((k) => state.fingerprint[k] !== mine[k]).map((k) => `${k}: checkpoint ${String(state.fingerprint[k])}, now ${String(mine[k])}`);
-    if (diffs.length) throw new TrainingError(`Cannot resume from ${dir}: the run differs from the checkpoint's (${diffs.join('; ')}).`);
-    const params = await loadSafetensors(join(dir, TRAINABLE_NAME));
-    try {
-      for (const [name, p] of this.params) {
-        const t = params.get(name);
-        if (!t) throw new TrainingError(`${dir}/${TRAINABLE_NAME} lacks the trainable parameter "${name}".`);
-        if (t.shape.join(',') !== p.shape.join(',')) throw new TrainingError(`${dir}: "${name}" has shape [${t.shape.join(', ')}], the model [${p.shape.join(', ')}].`);
-      }
-      for (const [name, p] of this.params) p.assign(params.get(name)!);
-    } finally {
-      tf.dispose([...params.values()]);
-    }
-    const moments = await loadSafetensors(join(dir, OPTIMIZER_NAME));
-    try {
-      this.optimizer.loadState(moments, state.optimizer.stepCount);
-    } finally {
-      tf.dispose([...moments.values()]);
-    }
+    const state = await readCheckpoint(dir, this.checkpointTensors(), this.fingerprint());
     this.globalStep = state.globalStep;
     this.microBatches = state.microBatches;
     this.logWindow = { ...state.logWindow };
@@ -720,45 +468,12 @@ export class Trainer {
     this.lastEvalLoss = state.lastEvalLoss ?? undefined;
   }
 
+  private checkpointTensors(): CheckpointTensors {
+    return { params: this.params, optimizer: this.optimizer };
+  }
+
   /** Frees the optimizer's state (the model stays the caller's). */
   dispose(): void {
     this.optimizer.dispose();
   }
 }
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // best effort (not every platform can fsync a directory)
-  }
-}
-
-/** Steps of the `checkpoint-<step>` folders in `dir`, ascending. */
-export async function checkpointSteps(dir: string): Promise<number[]> {
-  if (!existsSync(dir)) return [];
-  const names = await readdir(dir);
-  return names
-    .map((n) => /^checkpoint-(\d+)$/.exec(n)?.[1])
-    .filter((s): s is string => s !== undefined)
-    .map(Number)
-    .sort((x, y) => x - y);
-}
-
-/** The newest complete checkpoint folder in `dir`, if any. */
-export async function latestCheckpoint(dir: string): Promise<string | undefined> {
-  const steps = await checkpointSteps(dir);
-  const last = steps.at(-1);
-  return last === undefined ? undefined : join(dir, `checkpoint-${last}`);
-}
-
