@@ -2,6 +2,8 @@
 // time and tokens/s, plus the unmerged eval forward. LoHa with rank r has 2r(in + out) parameters per linear layer,
 // LoRA with rank 2r the same, so the pair (LoHa r, LoRA 2r) compares equal budgets. LoHa rebuilds each ΔW on every
 // forward (a dense [out, in] product), LoRA only multiplies activations by its factors.
+// The full-size comparison with PyTorch + PEFT is section loha of bench/run.ts (npm run bench -- --section loha);
+// this script is the quick in-process version (interleaved rounds, so both methods see the same machine load).
 // Usage: npx tsx bench/loha.ts [-- --r 8 --layers 4 --hidden 256 --seq 64 --batch 4 --steps 5 --backend wasm]
 import { parseArgs } from 'node:util';
 import { setBackend, tf } from '../src/engine/index.js';
@@ -12,6 +14,7 @@ import { getPeftModel } from '../src/peft-model.js';
 import type { AnyPeftConfig } from '../src/tuners/registry.js';
 import { LoHaConfig } from '../src/tuners/loha/config.js';
 import { LoraConfig } from '../src/tuners/lora/config.js';
+import { median, timeMs } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -79,12 +82,6 @@ function runner(method: string, config: AnyPeftConfig): Runner {
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const timed = (fn: () => void) => {
-  const t0 = performance.now();
-  fn();
-  return performance.now() - t0;
-};
 
 await setBackend(values.backend as BackendName | undefined);
 const runners = [
@@ -100,8 +97,8 @@ const stepMs = runners.map(() => [] as number[]);
 const forwardMs = runners.map(() => [] as number[]);
 for (let i = 0; i < steps; i++) {
   runners.forEach((run, k) => {
-    stepMs[k]!.push(timed(() => run.step()));
-    forwardMs[k]!.push(timed(() => run.forward()));
+    stepMs[k]!.push(timeMs(() => run.step()));
+    forwardMs[k]!.push(timeMs(() => run.forward()));
   });
 }
 const rows = runners.map((run, k) => ({
