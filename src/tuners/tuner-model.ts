@@ -236,8 +236,11 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
 
   /** Modules that may be targeted: everything but the insides of adapter layers and wrappers. */
   private candidateModules(): { name: string; module: Module }[] {
+    // Paths computed once: walking the tree per module made injection quadratic in the number of adapters.
+    const layers = this.tunerLayers().map(([p]) => p);
+    const wrappers = this.modulesToSaveWrappers().map(([p]) => p);
     return [...this.model.namedModules()]
-      .filter(([name]) => name !== '' && !this.insideTunerLayer(name) && !this.insideWrapper(name))
+      .filter(([name]) => name !== '' && !inside(name, layers) && !inside(name, wrappers, true))
       .map(([name, module]) => ({ name, module }));
   }
 
@@ -268,4 +271,8 @@ function modelTypeOf(model: Module): string | undefined {
 /** Stands in for a base layer handed back to the model, so disposing the spent adapter layer cannot free it. */
 function placeholder(): Module {
   return new (class Detached extends Module {})();
+}
+
+function inside(key: string, paths: readonly string[], orEqual = false): boolean {
+  return paths.some((p) => (orEqual && key === p) || key.startsWith(`${p}.`));
 }
