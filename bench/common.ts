@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 /** The worker script that runs one TypeScript configuration (bench/worker.ts). */
 export const workerScript = join(repoRoot, 'bench', 'worker.ts');
-/** The PyTorch side and its interpreter. */
+/** The PyTorch side and its interpreter (tools/parity/.venv, or PEFT_TS_BENCH_PYTHON). */
 export const torchScript = join(repoRoot, 'tools', 'parity', 'bench_torch.py');
-export const torchPython = join(repoRoot, 'tools', 'parity', '.venv', 'bin', 'python');
+export const torchPython = process.env['PEFT_TS_BENCH_PYTHON'] || join(repoRoot, 'tools', 'parity', '.venv', 'bin', 'python');
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return Number.NaN;
