@@ -5,7 +5,7 @@ reference outputs for the TypeScript parity tests.
     tools/parity/.venv/bin/python tools/parity/generate_models.py llama gpt2 # only these fixtures
 
 Writes test/fixtures/parity/models/<name>/{config.json, model.safetensors, generation_config.json (causal LMs),
-reference.safetensors, reference.json, modules.json}, test/fixtures/parity/tiny-random-gpt2/reference.* (from
+reference.safetensors, reference.json, modules.json}, test/fixtures/parity/tiny-random-gpt2-reference/reference.* (from
 ../shared/realdata/tiny-random-gpt2, weights not copied) and test/fixtures/parity/manifest.json.
 See tools/parity/README.md for the layout and key names.
 """
@@ -578,7 +578,7 @@ def run_real_gpt2() -> dict[str, Any] | None:
     if not REAL_GPT2.exists():
         print(f"skip tiny-random-gpt2: {REAL_GPT2} not found")
         return None
-    out_dir = FIXTURES / "tiny-random-gpt2"
+    out_dir = FIXTURES / "tiny-random-gpt2-reference"
     out_dir.mkdir(parents=True, exist_ok=True)
     model = GPT2LMHeadModel.from_pretrained(str(REAL_GPT2), attn_implementation=ATTN, dtype=torch.float32)
     model.eval()
