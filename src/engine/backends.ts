@@ -3,7 +3,7 @@ import { BackendUnavailableError } from '../errors.js';
 import { registerEngineKernels } from './kernels/index.js';
 
 /** Compute backends peft-ts knows how to start. */
-export const backendNames = ['tensorflow', 'wasm', 'cpu', 'webgpu', 'webgl'] as const;
+export const backendNames = ['tensorflow', 'onnxruntime', 'wasm', 'cpu', 'webgpu', 'webgl'] as const;
 export type BackendName = (typeof backendNames)[number];
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
@@ -20,7 +20,7 @@ function isBackendName(name: string): name is BackendName {
 
 /** Backends to try, best first, for this platform. */
 function candidates(): BackendName[] {
-  if (isNode) return ['tensorflow', 'wasm', 'cpu'];
+  if (isNode) return ['tensorflow', 'onnxruntime', 'wasm', 'cpu'];
   const hasGpu = typeof navigator !== 'undefined' && 'gpu' in navigator;
   return hasGpu ? ['webgpu', 'webgl', 'wasm', 'cpu'] : ['webgl', 'wasm', 'cpu'];
 }
@@ -35,6 +35,10 @@ async function start(name: BackendName): Promise<void> {
   if (name === 'wasm') {
     const { configureWasm } = await import('./wasm.js');
     await configureWasm();
+  } else if (name === 'onnxruntime') {
+    if (!isNode) throw new BackendUnavailableError(name, 'Backend "onnxruntime" runs in Node only (onnxruntime-node).');
+    const { prepareOnnxRuntime } = await import('./onnx/index.js');
+    prepareOnnxRuntime();
   } else if (name === 'webgl') {
     // Registered by @tensorflow/tfjs itself.
   } else if (name === 'cpu') {
@@ -65,7 +69,7 @@ async function start(name: BackendName): Promise<void> {
 
 /**
  * Selects and initialises the compute backend. With no argument: `PEFT_TS_BACKEND` if set, else the best that
- * starts on this platform (Node: tfjs-node when installed, then wasm, then cpu; browsers: webgpu, webgl, wasm,
+ * starts on this platform (Node: tfjs-node when installed, then onnxruntime (onnxruntime-node), wasm, cpu; browsers: webgpu, webgl, wasm,
  * cpu). A named backend that cannot start throws `BackendUnavailableError`; automatic choice falls through.
  */
 export async function setBackend(name?: BackendName): Promise<BackendName> {

@@ -1,0 +1,161 @@
+// ONNX Runtime from Node, synchronously. onnxruntime-node's public `InferenceSession.run` is async (it defers
+// the native call to setImmediate), but TF.js kernels are synchronous; the package's native binding, which its
+// public API wraps, runs synchronously. We use that binding directly, with onnxruntime-common's Tensor
+// (the class the binding was initialised with), so feeds are views of TF.js's own typed arrays and outputs are
+// written into arrays we allocate: no copies either way.
+import { createRequire } from 'node:module';
+import { BackendUnavailableError } from '../../errors.js';
+import type { OnnxElemType, OnnxGraph, OnnxModelOptions } from './proto.js';
+import { OnnxDataType, encodeModel } from './proto.js';
+
+type OrtTypedArray = Float32Array | Int32Array | Uint8Array | BigInt64Array;
+type OrtTypeName = 'float32' | 'int32' | 'uint8' | 'bool' | 'int64';
+
+interface OrtTensor {
+  readonly type: string;
+  readonly dims: readonly number[];
+  readonly data: OrtTypedArray;
+}
+type OrtTensorConstructor = new (type: OrtTypeName, data: OrtTypedArray, dims: readonly number[]) => OrtTensor;
+
+interface NativeSession {
+  loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: object): void;
+  readonly inputMetadata: readonly { name: string }[];
+  readonly outputMetadata: readonly { name: string }[];
+  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor | null>, options: object): Record<string, OrtTensor>;
+  dispose(): void;
+}
+
+interface OrtModules {
+  Session: new () => NativeSession;
+  Tensor: OrtTensorConstructor;
+  version: string;
+}
+
+let modules: OrtModules | undefined;
+let loadError: unknown;
+
+// Held in a variable so bundlers leave the optional package alone.
+const ortPackage = 'onnxruntime-node';
+
+/** Loads onnxruntime-node's native binding; throws BackendUnavailableError when it is not installed or fails. */
+export function loadOrt(): OrtModules {
+  if (modules !== undefined) return modules;
+  if (loadError !== undefined) throw loadError;
+  try {
+    const require = createRequire(import.meta.url);
+    const ort = require(ortPackage) as { Tensor: OrtTensorConstructor; env: { versions: { node?: string; common?: string } } };
+    const { binding, initOrt } = require(`${ortPackage}/dist/binding.js`) as {
+      binding: { InferenceSession: new () => NativeSession };
+      initOrt(): void;
+    };
+    initOrt();
+    modules = { Session: binding.InferenceSession, Tensor: ort.Tensor, version: ort.env.versions.common ?? 'unknown' };
+    return modules;
+  } catch (cause) {
+    loadError = new BackendUnavailableError(
+      'onnxruntime',
+      `Backend "onnxruntime" needs the package ${ortPackage} (an optional dependency of peft-ts): install it with \`npm install ${ortPackage}\`.`,
+      { cause },
+    );
+    throw loadError;
+  }
+}
+
+export interface OrtOptions {
+  /** Threads for one operator (ONNX Runtime's intra-op pool). */
+  threads: number;
+}
+
+let ortOptions: OrtOptions = { threads: 1 };
+
+export function configureOrt(options: OrtOptions): void {
+  ortOptions = options;
+}
+
+export function ortThreads(): number {
+  return ortOptions.threads;
+}
+
+function sessionOptions(): object {
+  return {
+    intraOpNumThreads: ortOptions.threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    // Pool threads would otherwise spin between our calls, taking the core that runs JavaScript.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+}
+
+const ortTypeOf: Record<OnnxElemType, OrtTypeName> = {
+  [OnnxDataType.float]: 'float32',
+  [OnnxDataType.int32]: 'int32',
+  [OnnxDataType.uint8]: 'uint8',
+  [OnnxDataType.bool]: 'bool',
+  [OnnxDataType.int64]: 'int64',
+};
+
+/** A typed array and the shape it holds, in or out of a graph. */
+export interface OrtValue {
+  data: OrtTypedArray;
+  dims: readonly number[];
+}
+
+/** A compiled ONNX graph, run synchronously with caller-owned buffers. */
+export class OrtGraph {
+  private readonly session: NativeSession;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  private readonly inputTypes: readonly OrtTypeName[];
+  private readonly outputTypes: readonly OrtTypeName[];
+
+  constructor(graph: OnnxGraph, options?: OnnxModelOptions) {
+    const ort = loadOrt();
+    const bytes = encodeModel(graph, options);
+    this.session = new ort.Session();
+    this.session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, sessionOptions());
+    this.inputNames = graph.inputs.map((v) => v.name);
+    this.outputNames = graph.outputs.map((v) => v.name);
+    this.inputTypes = graph.inputs.map((v) => ortTypeOf[v.elemType]);
+    this.outputTypes = graph.outputs.map((v) => ortTypeOf[v.elemType]);
+  }
+
+  /** Runs the graph: inputs in declaration order; outputs are written into the given buffers. */
+  run(inputs: readonly OrtValue[], outputs: readonly OrtValue[]): void {
+    const { Tensor } = loadOrt();
+    const feeds: Record<string, OrtTensor> = {};
+    inputs.forEach((v, i) => (feeds[this.inputNames[i]] = new Tensor(this.inputTypes[i], v.data, v.dims)));
+    const fetches: Record<string, OrtTensor> = {};
+    outputs.forEach((v, i) => (fetches[this.outputNames[i]] = new Tensor(this.outputTypes[i], v.data, v.dims)));
+    this.session.run(feeds, fetches, {});
+  }
+
+  dispose(): void {
+    this.session.dispose();
+  }
+}
+
+/** Graphs by signature, built on first use. */
+export class OrtGraphCache {
+  private readonly graphs = new Map<string, OrtGraph>();
+
+  get(key: string, build: () => { graph: OnnxGraph; options?: OnnxModelOptions }): OrtGraph {
+    let g = this.graphs.get(key);
+    if (g === undefined) {
+      const { graph, options } = build();
+      g = new OrtGraph(graph, options);
+      this.graphs.set(key, g);
+    }
+    return g;
+  }
+
+  get size(): number {
+    return this.graphs.size;
+  }
+
+  clear(): void {
+    for (const g of this.graphs.values()) g.dispose();
+    this.graphs.clear();
+  }
+}
