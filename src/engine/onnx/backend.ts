@@ -2,11 +2,15 @@
 // with the heavy kernels replaced by small ONNX graphs run in ONNX Runtime. Autodiff, models and tuners see an
 // ordinary TF.js backend: gradients are TF.js's own, expressed in kernels that land here again.
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import type { DataType, KernelConfig, TensorInfo } from '@tensorflow/tfjs';
+import type { DataId, DataType, KernelConfig, TensorInfo, backend_util } from '@tensorflow/tfjs';
 import { tf } from '../tf.js';
 import type { OnnxGraph, OnnxModelOptions } from './proto.js';
 import type { OrtGraph, OrtValue } from './runtime.js';
 import { OrtGraphCache, loadOrt } from './runtime.js';
+import { BufferPool } from './buffer-pool.js';
+
+/** Freed output arrays kept for reuse, at most this many bytes (`PEFT_TS_ORT_POOL_MB`). */
+const poolBytes = Number(process.env['PEFT_TS_ORT_POOL_MB'] ?? 1024) * 2 ** 20;
 
 export const onnxRuntimeBackendName = 'onnxruntime';
 
@@ -15,6 +19,7 @@ type Values = Float32Array | Int32Array | Uint8Array;
 /** TF.js's cpu backend plus a cache of compiled ONNX graphs. */
 export class OnnxRuntimeBackend extends MathBackendCPU {
   readonly graphs = new OrtGraphCache();
+  readonly pool = new BufferPool(poolBytes);
 
   constructor() {
     super();
@@ -34,13 +39,17 @@ export class OnnxRuntimeBackend extends MathBackendCPU {
 
   /** A feed for a graph input: the tensor's own array and shape. */
   feed(t: TensorInfo): OrtValue {
-    return { data: this.values(t), dims: t.shape };
+    let data = this.values(t);
+    // The cpu backend's Cast from int32 or bool to float32 keeps the source array (no precision is lost).
+    if (t.dtype === 'float32' && !(data instanceof Float32Array)) data = Float32Array.from(data);
+    else if (t.dtype === 'int32' && !(data instanceof Int32Array)) data = Int32Array.from(data);
+    return { data, dims: t.shape };
   }
 
   /** A new output tensor whose array ONNX Runtime writes into. */
   output(shape: readonly number[], dtype: DataType = 'float32'): { info: TensorInfo; value: OrtValue } {
     const size = shape.reduce((a, b) => a * b, 1);
-    const data = dtype === 'int32' ? new Int32Array(size) : dtype === 'bool' ? new Uint8Array(size) : new Float32Array(size);
+    const data = dtype === 'int32' ? new Int32Array(size) : dtype === 'bool' ? new Uint8Array(size) : this.pool.take(size);
     return { info: this.makeTensorInfo([...shape], dtype, data), value: { data, dims: shape } };
   }
 
@@ -64,7 +73,32 @@ export class OnnxRuntimeBackend extends MathBackendCPU {
     return made.map((m) => m.info);
   }
 
+  override write(values: backend_util.BackendValues, shape: number[], dtype: DataType): DataId {
+    const dataId = super.write(values, shape, dtype);
+    this.pool.retain(values);
+    return dataId;
+  }
+
+  override move(dataId: DataId, values: backend_util.BackendValues, shape: number[], dtype: DataType, refCount: number): void {
+    super.move(dataId, values, shape, dtype, refCount);
+    this.pool.retain(values);
+  }
+
+  override disposeData(dataId: DataId, force = false): boolean {
+    const values = this.data.get(dataId)?.values;
+    const disposed = super.disposeData(dataId, force);
+    if (disposed && values !== undefined && !this.data.has(dataId)) this.pool.release(values);
+    return disposed;
+  }
+
+  /** A copy when the array is pooled: it is reused once the tensor is disposed, and callers keep what they read. */
+  override readSync(dataId: DataId): backend_util.BackendValues {
+    const values = super.readSync(dataId);
+    return this.pool.owns(values) ? values.slice() : values;
+  }
+
   override dispose(): void {
+    this.pool.clear();
     this.graphs.clear();
     super.dispose();
   }

@@ -3,7 +3,10 @@ import { availableParallelism } from 'node:os';
 import { BackendUnavailableError } from '../../errors.js';
 import { registerOnnxRuntimeBackend } from './backend.js';
 import { convKernels } from './kernels/conv.js';
+import { elementwiseKernels } from './kernels/elementwise.js';
+import { fusedKernels } from './kernels/fused/index.js';
 import { matMulKernels } from './kernels/matmul.js';
+import { shapeKernels } from './kernels/shape.js';
 import { configureOrt } from './runtime.js';
 
 export { onnxRuntimeBackendName } from './backend.js';
@@ -24,5 +27,5 @@ function threadsFromEnv(): number | undefined {
 /** Registers the backend and its kernels; the caller then selects it with tf.setBackend. */
 export function prepareOnnxRuntime(): void {
   configureOrt({ threads: threadsFromEnv() ?? availableParallelism() });
-  registerOnnxRuntimeBackend([...matMulKernels, ...convKernels]);
+  registerOnnxRuntimeBackend([...matMulKernels, ...convKernels, ...elementwiseKernels, ...shapeKernels, ...fusedKernels]);
 }

@@ -1,6 +1,7 @@
 import { tf } from '../../engine/tf.js';
 import { normal } from '../../nn/init.js';
 import { ShapeError } from '../../errors.js';
+import { swiGlu } from '../../engine/fused/swiglu.js';
 import { Activation, Embedding, Linear, Module, ModuleList, RMSNorm, dropout } from '../../nn/index.js';
 import type { ForwardContext, Layer, RMSNormOptions } from '../../nn/index.js';
 import type { KVCache } from '../../generation/cache.js';
@@ -119,7 +120,9 @@ export class LlamaMLP extends Module {
 
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
     return tf.tidy(() => {
-      const gated = tf.mul(this.act_fn.forward(this.gate_proj.forward(x, ctx), ctx), this.up_proj.forward(x, ctx));
+      const gate = this.gate_proj.forward(x, ctx);
+      const up = this.up_proj.forward(x, ctx);
+      const gated = this.act_fn.name === 'silu' ? swiGlu(gate, up) : tf.mul(this.act_fn.forward(gate, ctx), up);
       return this.down_proj.forward(gated, ctx);
     });
   }

@@ -1,0 +1,27 @@
+// Declaring an onnxruntime kernel: a function that either runs an ONNX graph or returns `undefined`, in which
+// case TF.js's cpu kernel of the same name runs (dtypes or attributes our graph does not cover).
+import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { tf } from '../../tf.js';
+import type { OnnxRuntimeBackend } from '../backend.js';
+import { asOnnxRuntimeBackend, onnxRuntimeBackendName } from '../backend.js';
+
+export type OrtKernelFunc = (backend: OnnxRuntimeBackend, inputs: TensorInfo[], attrs: NamedAttrMap) => TensorInfo | TensorInfo[] | undefined;
+
+export function defineKernel(kernelName: string, run: OrtKernelFunc): KernelConfig {
+  const kernelFunc: KernelFunc = (args) => {
+    const inputs = Object.values(args.inputs).filter((t): t is TensorInfo => t !== undefined);
+    const out = run(asOnnxRuntimeBackend(args.backend), inputs, args.attrs ?? {});
+    return out ?? tf.getKernel(kernelName, 'cpu').kernelFunc(args);
+  };
+  return { kernelName, backendName: onnxRuntimeBackendName, kernelFunc };
+}
+
+export function allFloat32(inputs: readonly TensorInfo[]): boolean {
+  return inputs.every((t) => t.dtype === 'float32');
+}
+
+export function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}

@@ -1,0 +1,64 @@
+// silu(g) * u and its gradient:
+//   s = sigmoid(g), y = g * s * u
+//   dU = dy * g * s
+//   dG = dy * u * s * (1 + g * (1 - s))
+import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
+import { OnnxDataType } from '../../proto.js';
+import { defineKernel } from '../define.js';
+import { symbolicShape } from '../graph-util.js';
+
+const F = OnnxDataType.float;
+const io = (name: string, rank: number) => ({ name, elemType: F, shape: symbolicShape(`${name}_`, rank) });
+
+const forward = defineKernel('PeftTsSwiGlu', (backend, inputs) => {
+  const [gate, up] = inputs as [TensorInfo, TensorInfo];
+  const rank = gate.shape.length;
+  return backend.runGraph(
+    `PeftTsSwiGlu:${rank}`,
+    () => ({
+      graph: {
+        name: 'swiglu',
+        nodes: [
+          { opType: 'Sigmoid', inputs: ['g'], outputs: ['s'] },
+          { opType: 'Mul', inputs: ['g', 's'], outputs: ['act'] },
+          { opType: 'Mul', inputs: ['act', 'u'], outputs: ['y'] },
+        ],
+        inputs: [io('g', rank), io('u', rank)],
+        outputs: [io('y', rank)],
+      },
+    }),
+    [gate, up],
+    [{ shape: gate.shape }],
+  )[0];
+});
+
+const backward = defineKernel('PeftTsSwiGluGrad', (backend, inputs) => {
+  const [dy, gate, up] = inputs as [TensorInfo, TensorInfo, TensorInfo];
+  const rank = gate.shape.length;
+  return backend.runGraph(
+    `PeftTsSwiGluGrad:${rank}`,
+    () => ({
+      graph: {
+        name: 'swiglu_grad',
+        nodes: [
+          { opType: 'Sigmoid', inputs: ['g'], outputs: ['s'] },
+          { opType: 'Mul', inputs: ['g', 's'], outputs: ['act'] },
+          { opType: 'Mul', inputs: ['dy', 'act'], outputs: ['du'] },
+          // 1 + g * (1 - s) = 1 + g - act
+          { opType: 'Sub', inputs: ['g', 'act'], outputs: ['g_minus_act'] },
+          { opType: 'Constant', inputs: [], outputs: ['one'], attributes: { value_float: { float: 1 } } },
+          { opType: 'Add', inputs: ['g_minus_act', 'one'], outputs: ['k'] },
+          { opType: 'Mul', inputs: ['s', 'k'], outputs: ['dsilu'] },
+          { opType: 'Mul', inputs: ['dy', 'u'], outputs: ['dy_u'] },
+          { opType: 'Mul', inputs: ['dy_u', 'dsilu'], outputs: ['dg'] },
+        ],
+        inputs: [io('dy', rank), io('g', rank), io('u', rank)],
+        outputs: [io('dg', rank), io('du', rank)],
+      },
+    }),
+    [dy, gate, up],
+    [{ shape: gate.shape }, { shape: gate.shape }],
+  );
+});
+
+export const swiGluKernels: readonly KernelConfig[] = [forward, backward];
