@@ -110,9 +110,13 @@ export function runJson(command: string, args: readonly string[], options: { tim
 }
 
 /** Runs one TypeScript configuration (`bench/worker.ts <case> <json>`) in its own Node process. */
-export function runOurs(caseName: string, args: object, options: { timeoutS?: number; threads?: number; verbose?: boolean } = {}): Promise<ChildResult> {
+export function runOurs(caseName: string, args: object, options: { timeoutS?: number; threads?: number; verbose?: boolean; backend?: string } = {}): Promise<ChildResult> {
   const env: NodeJS.ProcessEnv = { PEFT_TS_QUIET: '1' };
-  if (options.threads !== undefined) env['PEFT_TS_WASM_THREADS'] = String(options.threads);
+  if (options.threads !== undefined) {
+    env['PEFT_TS_WASM_THREADS'] = String(options.threads);
+    env['PEFT_TS_ORT_THREADS'] = String(options.threads);
+  }
+  if (options.backend !== undefined) env['PEFT_TS_BACKEND'] = options.backend;
   return runJson(process.execPath, ['--import', 'tsx', workerScript, caseName, JSON.stringify(args)], { timeoutS: options.timeoutS ?? 600, env, verbose: options.verbose });
 }
 

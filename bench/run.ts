@@ -1,9 +1,11 @@
 // `npm run bench`: speed and peak memory of peft-ts next to PyTorch (+ transformers + PEFT), one Markdown table per
 // section. Every configuration runs in its own child process (bench/worker.ts for ours, tools/parity/bench_torch.py
 // in tools/parity/.venv for PyTorch), so each peak RSS is that configuration's own. Ours uses the engine's default
-// backend (wasm; the gpt2 section also runs cpu), PyTorch the CPU with the same number of threads.
+// backend (onnxruntime in Node; the summary section runs each of --backends, the gpt2 section --gpt2-backends),
+// PyTorch the CPU with the same number of threads.
 //
 // Sections (default: all but profile):
+//   summary  forward, LoRA / LoHa training step and X-LoRA generation on each of --backends vs PyTorch, peak memory
 //   gpt2     GPT-2-small shape (12 layers, 768 wide, vocab 50257), random weights: forward and generate tokens/s
 //   llama    Llama shape (~30M parameters): eval forward and full training step (all weights, Adam) tokens/s
 //   lora     LoRA r 8 on q_proj, v_proj: forward and training step; loading a folder of 64 adapters, switching
@@ -11,9 +13,9 @@
 //   xlora    X-LoRA generation, 4 LoRA experts, depth-1 layerwise classifier: cached, uncached, PyTorch
 //   profile  where our training step spends its time (tf.profile, per kernel); not in the default run
 //
-// Usage: npm run bench [-- --section llama,lora] [--reps 3] [--threads 2] [--no-torch] [--quick]
-//        [--vocab 4096 --hidden 512 --layers 8 --heads 8 --intermediate 1408 --seq 256 --batch 4]
-//        [--gpt2-seq 128 --gpt2-new 32 --gpt2-cpu-seq 32 --gpt2-cpu-new 8 --gpt2-backends wasm,cpu]
+// Usage: npm run bench [-- --section summary,llama] [--backends onnxruntime,wasm] [--reps 3] [--threads 2] [--no-torch] [--quick]
+//        [--vocab 8192 --hidden 512 --layers 8 --heads 8 --intermediate 1408 --seq 256 --batch 4]
+//        [--gpt2-seq 128 --gpt2-new 32 --gpt2-cpu-seq 32 --gpt2-cpu-new 8 --gpt2-backends onnxruntime,wasm,cpu]
 //        [--adapters 64] [--loha-targets q_proj,v_proj|all --loha-batch 4] [--xlora-new 256 --xlora-uncached-new 32 --xlora-prompt 64]
 //        [--max-load 1.5 --wait 300] [--verbose]
 // PyTorch runs when tools/parity/.venv exists (tools/parity/setup.sh); PEFT_TS_BENCH_PYTHON names another python.
@@ -26,12 +28,13 @@ import { failures, fmt, loadAverage, num, printTable, ratio, runOurs, runTorch, 
 import type { ChildResult } from './common.js';
 import type { AdapterSpec, LlamaShape } from './llama-cases.js';
 
-const allSections = ['gpt2', 'llama', 'lora', 'loha', 'xlora'] as const;
+const allSections = ['summary', 'gpt2', 'llama', 'lora', 'loha', 'xlora'] as const;
 const optionalSections = ['profile'] as const;
 type Section = (typeof allSections)[number] | (typeof optionalSections)[number];
 
 const options = {
   section: { type: 'string', default: allSections.join(',') },
+  backends: { type: 'string', default: 'onnxruntime,wasm' },
   reps: { type: 'string', default: '3' },
   threads: { type: 'string', default: '2' },
   'no-torch': { type: 'boolean', default: false },
@@ -49,7 +52,7 @@ const options = {
   'gpt2-new': { type: 'string' },
   'gpt2-cpu-seq': { type: 'string' },
   'gpt2-cpu-new': { type: 'string' },
-  'gpt2-backends': { type: 'string', default: 'wasm,cpu' },
+  'gpt2-backends': { type: 'string', default: 'onnxruntime,wasm,cpu' },
   adapters: { type: 'string' },
   'loha-targets': { type: 'string', default: 'q_proj,v_proj' },
   'loha-batch': { type: 'string' },
@@ -65,6 +68,8 @@ type Values = ReturnType<typeof parseArgs<{ options: typeof options }>>['values'
 interface Settings {
   reps: number;
   threads: number;
+  /** Our backends for the summary section (the other sections use the engine's default). */
+  backends: string[];
   torch: boolean;
   verbose: boolean;
   shape: LlamaShape;
@@ -80,11 +85,12 @@ function settingsFrom(v: Values): Settings {
   return {
     reps: Number(v.reps),
     threads: Number(v.threads),
+    backends: v.backends.split(',').filter(Boolean),
     torch: !v['no-torch'],
     verbose: v.verbose,
     shape: {
-      // 8 layers x (4 x 512^2 attention + 3 x 512 x 1408 MLP) = 25.7M, + 2 x 4096 x 512 untied embeddings = 29.9M.
-      vocab: n(v.vocab, 4096, 1024),
+      // 8 layers x (4 x 512^2 attention + 3 x 512 x 1408 MLP) = 25.7M, + 2 x 8192 x 512 untied embeddings = 34.2M.
+      vocab: n(v.vocab, 8192, 1024),
       hidden: n(v.hidden, 512, 128),
       layers: n(v.layers, 8, 2),
       heads: n(v.heads, 8, 4),
@@ -128,9 +134,9 @@ class Runner {
 
   constructor(readonly s: Settings) {}
 
-  ours(caseName: string, args: object, timeoutS = 600): Promise<ChildResult> {
-    if (this.s.verbose) console.error(`[bench] ours ${caseName} ${JSON.stringify(args).slice(0, 200)}`);
-    return runOurs(caseName, args, { threads: this.s.threads, timeoutS, verbose: this.s.verbose }).then((r) => this.log(`ours ${caseName}`, r));
+  ours(caseName: string, args: object, timeoutS = 600, backend?: string): Promise<ChildResult> {
+    if (this.s.verbose) console.error(`[bench] ours ${backend ?? ''} ${caseName} ${JSON.stringify(args).slice(0, 200)}`);
+    return runOurs(caseName, args, { threads: this.s.threads, timeoutS, verbose: this.s.verbose, backend }).then((r) => this.log(`ours ${caseName}`, r));
   }
 
   async torch(section: string, args: object, timeoutS = 600): Promise<ChildResult | undefined> {
@@ -175,12 +181,68 @@ async function sectionGpt2(run: Runner): Promise<void> {
   const targs = { layers: g.layers, seq: g.seq, prompt: 16, newTokens: g.newTokens, reps: run.s.reps };
   const t = (results['torch'] = await run.torch('gpt2', targs));
   rows.push({ implementation: `PyTorch ${run.s.threads} threads`, 'forward seq': String(g.seq), 'forward tokens/s': t ? fmt(num(t, 'forwardTokensPerSecond')) : run.torchMissing, 'generate tokens': `16 + ${g.newTokens}`, 'generate tokens/s': fmt(num(t, 'generateTokensPerSecond'), 2), 'peak RSS MB': rss(t) });
-  const wasm = results['ours wasm'];
-  if (wasm?.ok && t?.ok) notes.push(`wasm / PyTorch: forward ${ratio(num(wasm, 'forwardTokensPerSecond'), num(t, 'forwardTokensPerSecond'))}, generate ${ratio(num(wasm, 'generateTokensPerSecond'), num(t, 'generateTokensPerSecond'))}.`);
+  for (const backend of g.backends.filter((b) => b !== 'cpu')) {
+    const r = results[`ours ${backend}`];
+    if (r?.ok && t?.ok) notes.push(`${backend} / PyTorch: forward ${ratio(num(r, 'forwardTokensPerSecond'), num(t, 'forwardTokensPerSecond'))}, generate ${ratio(num(r, 'generateTokensPerSecond'), num(t, 'generateTokensPerSecond'))}.`);
+  }
   printTable(`1. GPT-2 small shape (${g.layers} layers, 768 wide, vocab 50257, random weights), batch 1, greedy generate with KV cache`, rows, [...notes, ...failures(results)]);
 }
 
 const loraQV: AdapterSpec = { type: 'lora', r: 8, alpha: 16, targets: ['q_proj', 'v_proj'] };
+const lohaQV: AdapterSpec = { type: 'loha', r: 8, alpha: 8, targets: ['q_proj', 'v_proj'] };
+
+/**
+ * The headline numbers (issue #8): forward, LoRA and LoHa training steps and X-LoRA generation of the Llama-shaped
+ * model, each of our backends against PyTorch + PEFT in the same run, and the peak memory of a training step.
+ */
+async function sectionSummary(run: Runner): Promise<void> {
+  const shape = run.s.shape;
+  const x = run.s.xlora;
+  const results: Record<string, ChildResult | undefined> = {};
+  const dir = mkdtempSync(join(tmpdir(), 'peft-ts-bench-summary-'));
+  const experts = ['0', '1', '2', '3'];
+  const measures = [
+    { key: 'forward', label: 'eval forward (no adapter)', case: 'llama', args: { shape, adapter: null, mode: 'forward', reps: run.s.reps, warmup: 1 }, unit: 'tokensPerSecond' },
+    { key: 'lora', label: 'LoRA r 8 q/v training step', case: 'llama', args: { shape, adapter: loraQV, mode: 'train', reps: run.s.reps, warmup: 1 }, unit: 'tokensPerSecond' },
+    { key: 'loha', label: 'LoHa r 8 q/v training step', case: 'llama', args: { shape, adapter: lohaQV, mode: 'train', reps: run.s.reps, warmup: 1 }, unit: 'tokensPerSecond' },
+    {
+      key: 'xlora',
+      label: `X-LoRA generation (4 experts, prompt ${x.prompt}, ${x.newTokens} new)`,
+      case: 'xlora-generate',
+      args: { shape, dir, experts, depth: 1, layerwise: true, prompt: x.prompt, newTokens: x.newTokens, useCache: true, reps: 1 },
+      unit: 'tokensPerSecond',
+    },
+  ] as const;
+  try {
+    results['create experts'] = await run.ours('adapters-create', { shape, dir, names: experts, adapter: loraQV });
+    const rows: Record<string, string>[] = [];
+    for (const m of measures) {
+      // PyTorch + PEFT's X-LoRA cannot use a KV cache (forced use_cache=False), so its run is one repetition.
+      const torch = (results[`torch ${m.key}`] = await run.torch(m.case, m.key === 'xlora' ? { ...m.args, useCache: false } : m.args, 900));
+      const row: Record<string, string> = { measure: m.label, 'PyTorch tokens/s': torch ? fmt(num(torch, m.unit)) : run.torchMissing };
+      for (const backend of run.s.backends) {
+        const ours = (results[`${backend} ${m.key}`] = await run.ours(m.case, m.args, 900, backend));
+        row[`${backend} tokens/s`] = fmt(num(ours, m.unit));
+        row[`${backend} / PyTorch`] = ratio(num(ours, m.unit), num(torch, m.unit));
+      }
+      rows.push(row);
+    }
+    const memory: Record<string, string> = { measure: 'peak RSS of the LoRA training-step process, MB', 'PyTorch tokens/s': rss(results['torch lora']) };
+    for (const backend of run.s.backends) {
+      memory[`${backend} tokens/s`] = rss(results[`${backend} lora`]);
+      memory[`${backend} / PyTorch`] = ratio(num(results[`${backend} lora`], 'peakRssMb'), num(results['torch lora'], 'peakRssMb'));
+    }
+    rows.push(memory);
+    printTable(`0. Summary: peft-ts backends vs PyTorch + PEFT on the Llama-shaped model (${paramsM(shape)})`, rows, [
+      ...commonNotes(run).map((n) => n.replace(/peft-ts on wasm \(\d+ threads\)/, `peft-ts on ${run.s.backends.join(' and ')} (${run.s.threads} threads each)`)),
+      'ours / PyTorch above 1.00x: ours faster (tokens/s); in the memory row above 1.00x: ours uses more.',
+      `X-LoRA: ours with its dual KV cache; PyTorch + PEFT 0.21 forces use_cache=False for X-LoRA, so every new token reruns both passes over the whole sequence.`,
+      ...failures(results),
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** Forward + training rows for one adapter setting, ours vs PyTorch. */
 async function forwardTrainRows(run: Runner, label: string, adapter: AdapterSpec | null, results: Record<string, ChildResult | undefined>): Promise<Record<string, string>[]> {
@@ -358,6 +420,7 @@ async function sectionProfile(run: Runner): Promise<void> {
 }
 
 const sectionFns: Record<Section, (run: Runner) => Promise<void>> = {
+  summary: sectionSummary,
   gpt2: sectionGpt2,
   llama: sectionLlama,
   lora: sectionLora,

@@ -1,3 +1,5 @@
+import { fusedAttention } from '../engine/fused/attention.js';
+import { fusedRotary } from '../engine/fused/rotary.js';
 import { tf } from '../engine/tf.js';
 import { ShapeError } from '../errors.js';
 
@@ -46,7 +48,8 @@ export function bidirectionalAttentionBias(seqLen: number, attentionMask?: tf.Te
 
 /**
  * softmax(q kᵀ * scale + bias) v over `[batch, heads, seq, headDim]` tensors, with optional dropout on the
- * attention weights (training only).
+ * attention weights (training only). Without dropout, where the backend has fused kernels, this is one kernel
+ * each way and `bias` is taken as a constant (no gradient flows to it).
  */
 export function scaledDotProductAttention(
   q: tf.Tensor4D,
@@ -56,6 +59,10 @@ export function scaledDotProductAttention(
   scale: number,
   dropout?: (weights: tf.Tensor) => tf.Tensor,
 ): tf.Tensor4D {
+  if (!dropout) {
+    const fused = fusedAttention(q, k, v, bias, scale);
+    if (fused) return fused as tf.Tensor4D;
+  }
   return tf.tidy(() => {
     const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), bias);
     let weights: tf.Tensor = tf.softmax(scores, -1);
@@ -122,6 +129,8 @@ export function applyRotaryPosEmb(x: tf.Tensor4D, cos: tf.Tensor3D, sin: tf.Tens
   return tf.tidy(() => {
     const c = tf.expandDims(cos, 1);
     const s = tf.expandDims(sin, 1);
+    const fused = fusedRotary(x, c, s);
+    if (fused) return fused as tf.Tensor4D;
     return tf.add(tf.mul(x, c), tf.mul(rotateHalf(x), s)) as tf.Tensor4D;
   });
 }

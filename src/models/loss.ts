@@ -1,3 +1,4 @@
+import { softmaxCrossEntropy, softmaxCrossEntropyFusable } from '../engine/fused/cross-entropy.js';
 import { tf } from '../engine/tf.js';
 import { ShapeError } from '../errors.js';
 
@@ -15,6 +16,12 @@ export function causalLMLoss(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scala
   }
   return tf.tidy(() => {
     if (seq < 2) return tf.scalar(Number.NaN);
+    if (softmaxCrossEntropyFusable(logits)) {
+      // Shift the labels instead of the logits (as transformers' ForCausalLMLoss): the last position gets -100,
+      // so the mean is the same without copying [batch, seq - 1, vocab] logits forward and padding them back.
+      const shiftedLabels = tf.concat([tf.slice(tf.cast(labels, 'int32'), [0, 1], [batch, seq - 1]), tf.fill([batch, 1], IGNORE_INDEX, 'int32')], 1);
+      return softmaxCrossEntropy(logits.reshape([-1, vocab]), shiftedLabels.reshape([-1]));
+    }
     const shiftedLogits = tf.slice(logits, [0, 0, 0], [batch, seq - 1, vocab]).reshape([-1, vocab]);
     const shiftedLabels = tf.slice(labels, [0, 1], [batch, seq - 1]).reshape([-1]);
     return crossEntropy(shiftedLogits as tf.Tensor2D, shiftedLabels as tf.Tensor1D);
@@ -23,6 +30,7 @@ export function causalLMLoss(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scala
 
 /** Mean cross-entropy of `[n, classes]` logits against `[n]` integer labels, skipping IGNORE_INDEX. */
 export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  if (softmaxCrossEntropyFusable(logits)) return softmaxCrossEntropy(logits, labels);
   return tf.tidy(() => {
     const labelsInt = tf.cast(labels, 'int32');
     const valid = tf.notEqual(labelsInt, IGNORE_INDEX);

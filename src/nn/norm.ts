@@ -1,4 +1,6 @@
 import { tf } from '../engine/tf.js';
+import { fusedLayerNorm } from '../engine/fused/layer-norm.js';
+import { fusedRmsNorm } from '../engine/fused/rms-norm.js';
 import { ShapeError } from '../errors.js';
 import type { ForwardContext } from './context.js';
 import { ones, zeros } from './init.js';
@@ -60,6 +62,8 @@ export function layerNorm(
   bias: tf.Tensor | null,
   eps = 1e-5,
 ): tf.Tensor {
+  const fused = fusedLayerNorm(x, numDims, weight, bias, eps);
+  if (fused) return fused;
   return tf.tidy(() => {
     const axes = Array.from({ length: numDims }, (_, i) => x.rank - numDims + i);
     const xf = x.dtype === 'float32' ? x : tf.cast(x, 'float32');
@@ -106,6 +110,8 @@ export class RMSNorm extends Module {
 
 /** `weight * x * rsqrt(mean(x^2, -1, keepdim) + eps)` in float32. */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor | null, eps = 1e-6): tf.Tensor {
+  const fused = fusedRmsNorm(x, weight, eps);
+  if (fused) return fused;
   return tf.tidy(() => {
     const xf = x.dtype === 'float32' ? x : tf.cast(x, 'float32');
     const variance = tf.mean(tf.square(xf), -1, true);

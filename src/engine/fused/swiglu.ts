@@ -6,7 +6,7 @@ function composite(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
 }
 
 const fused = tf.customGrad((gate, up, save) => {
-  save([gate as tf.Tensor, up as tf.Tensor]);
+  (save as tf.GradSaveFunc)([gate as tf.Tensor, up as tf.Tensor]);
   const [y] = runFusedKernel('PeftTsSwiGlu', { gate: gate as tf.Tensor, up: up as tf.Tensor });
   return {
     value: y!,

@@ -66,10 +66,15 @@ export class OnnxRuntimeBackend extends MathBackendCPU {
   ): TensorInfo[] {
     const g = this.graph(key, build);
     const made = outputs.map((o) => this.output(o.shape, o.dtype));
-    g.run(
-      inputs.map((t) => this.feed(t)),
-      made.map((m) => m.value),
-    );
+    try {
+      g.run(
+        inputs.map((t) => this.feed(t)),
+        made.map((m) => m.value),
+      );
+    } catch (error) {
+      for (const m of made) this.disposeData(m.info.dataId, true);
+      throw error;
+    }
     return made.map((m) => m.info);
   }
 

@@ -15,6 +15,7 @@ interface OrtTensor {
   readonly type: string;
   readonly dims: readonly number[];
   readonly data: OrtTypedArray;
+  readonly location?: 'cpu';
 }
 type OrtTensorConstructor = new (type: OrtTypeName, data: OrtTypedArray, dims: readonly number[]) => OrtTensor;
 
@@ -22,7 +23,7 @@ interface NativeSession {
   loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: object): void;
   readonly inputMetadata: readonly { name: string }[];
   readonly outputMetadata: readonly { name: string }[];
-  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor | null>, options: object): Record<string, OrtTensor>;
+  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor | null>, options?: object): Record<string, OrtTensor>;
   dispose(): void;
 }
 
@@ -123,12 +124,18 @@ export class OrtGraph {
 
   /** Runs the graph: inputs in declaration order; outputs are written into the given buffers. */
   run(inputs: readonly OrtValue[], outputs: readonly OrtValue[]): void {
-    const { Tensor } = loadOrt();
+    // The binding reads type, dims, location and data off plain objects: onnxruntime-common's Tensor
+    // constructor would only re-validate what the graph's declaration already fixes (~2 us a tensor).
     const feeds: Record<string, OrtTensor> = {};
-    inputs.forEach((v, i) => (feeds[this.inputNames[i]] = new Tensor(this.inputTypes[i], v.data, v.dims)));
+    for (let i = 0; i < inputs.length; i++) {
+      feeds[this.inputNames[i]!] = { type: this.inputTypes[i]!, dims: inputs[i]!.dims, data: inputs[i]!.data, location: 'cpu' };
+    }
     const fetches: Record<string, OrtTensor> = {};
-    outputs.forEach((v, i) => (fetches[this.outputNames[i]] = new Tensor(this.outputTypes[i], v.data, v.dims)));
-    this.session.run(feeds, fetches, {});
+    for (let i = 0; i < outputs.length; i++) {
+      fetches[this.outputNames[i]!] = { type: this.outputTypes[i]!, dims: outputs[i]!.dims, data: outputs[i]!.data, location: 'cpu' };
+    }
+    // Without run options the binding uses its defaults instead of building new ones per call.
+    this.session.run(feeds, fetches);
   }
 
   dispose(): void {

@@ -25,3 +25,21 @@ export function sizeOf(shape: readonly number[]): number {
   for (const d of shape) n *= d;
   return n;
 }
+
+/**
+ * Below this many output elements, element-wise and data-movement kernels stay on TF.js's JavaScript loops: an
+ * ONNX Runtime call costs ~10-20 us before any work, which dominates one-token decoding. Fused kernels and matmuls
+ * always run in ONNX Runtime. `PEFT_TS_ORT_MIN_ELEMENTS` overrides (0: everything through ONNX Runtime).
+ */
+let minElements = Number(process.env['PEFT_TS_ORT_MIN_ELEMENTS'] ?? 1024);
+
+/** Sets the element count below which simple kernels use the cpu kernels; returns the previous value. */
+export function setOrtMinElements(n: number): number {
+  const previous = minElements;
+  minElements = n;
+  return previous;
+}
+
+export function tooSmallForOrt(shape: readonly number[]): boolean {
+  return sizeOf(shape) < minElements;
+}

@@ -111,7 +111,8 @@ function runMatMul(backend: OnnxRuntimeBackend, call: MatMulCall): TensorInfo {
 /** Falls back to the cpu kernel for dtypes ONNX Runtime's MatMul is not asked to handle here. */
 function withCpuFallback(kernelName: string, ours: KernelFunc): KernelFunc {
   return (args) => {
-    const inputs = Object.values(args.inputs) as TensorInfo[];
+    // Optional inputs (_FusedMatMul's bias, preluActivationWeights) are present as undefined.
+    const inputs = Object.values(args.inputs).filter((t): t is TensorInfo => t !== undefined);
     if (inputs.every((t) => t.dtype === 'float32')) return ours(args);
     const cpu = tf.getKernel(kernelName, 'cpu');
     return cpu.kernelFunc(args);
@@ -132,6 +133,11 @@ const fusedMatMul: KernelFunc = ({ inputs, backend, attrs }) => {
     activation: Activation;
     leakyreluAlpha?: number;
   };
+  // An empty inner dimension: the product is zeros, but bias and activation still apply (as TF.js's cpu kernel does).
+  const inner = transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+  if (inner === 0 && (bias !== undefined || activation !== 'linear') && !matMulShape(a, b, transposeA, transposeB).includes(0)) {
+    return tf.getKernel('_FusedMatMul', 'cpu').kernelFunc({ inputs, backend, attrs });
+  }
   return runMatMul(asOnnxRuntimeBackend(backend), {
     a, b, transposeA, transposeB, bias, preluWeights: preluActivationWeights, activation, leakyreluAlpha,
   });

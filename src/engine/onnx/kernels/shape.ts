@@ -5,7 +5,7 @@ import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../tf.js';
 import type { OnnxValueInfo } from '../proto.js';
 import { OnnxDataType } from '../proto.js';
-import { allFloat32, defineKernel, sizeOf } from './define.js';
+import { allFloat32, defineKernel, sizeOf, tooSmallForOrt } from './define.js';
 import { symbolicShape } from './graph-util.js';
 
 const F = OnnxDataType.float;
@@ -22,7 +22,7 @@ const i64Input = (name: string): OnnxValueInfo => ({ name, elemType: I64, shape:
 const transpose = defineKernel('Transpose', (backend, inputs, attrs) => {
   const [x] = inputs as [TensorInfo];
   const perm = attrs['perm'] as number[];
-  if (!allFloat32(inputs) || sizeOf(x.shape) === 0) return undefined;
+  if (!allFloat32(inputs) || sizeOf(x.shape) === 0 || tooSmallForOrt(x.shape)) return undefined;
   const outShape = perm.map((p) => x.shape[p]!);
   const key = `Transpose:${perm.join(',')}`;
   return backend.runGraph(
@@ -62,7 +62,7 @@ const slice = defineKernel('Slice', (backend, inputs, attrs) => {
   if (!allFloat32(inputs)) return undefined;
   const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs['begin'] as number[], attrs['size'] as number[]);
   // A contiguous slice is a zero-copy view in the cpu kernel.
-  if (sizeOf(size) === 0 || tf.slice_util.isSliceContinous(x.shape, begin, size)) return undefined;
+  if (sizeOf(size) === 0 || tooSmallForOrt(size) || tf.slice_util.isSliceContinous(x.shape, begin, size)) return undefined;
   return sliceGraph(backend, x, begin, size);
 });
 
@@ -72,7 +72,7 @@ const splitV = defineKernel('SplitV', (backend, inputs, attrs) => {
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, x.shape)[0]!;
   const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, attrs['numOrSizeSplits'] as number[] | number, axis);
   // Splitting the leading non-trivial axis gives contiguous pieces: the cpu kernel's views are free.
-  if (x.shape.slice(0, axis).every((d) => d === 1) || sizes.some((s) => s === 0)) return undefined;
+  if (x.shape.slice(0, axis).every((d) => d === 1) || sizes.some((s) => s === 0) || tooSmallForOrt(x.shape)) return undefined;
   const rank = x.shape.length;
   const key = `SplitV:${rank}:${axis}:${sizes.length}`;
   const graph = backend.graph(key, () => ({
@@ -94,6 +94,7 @@ const concat = defineKernel('Concat', (backend, inputs, attrs) => {
   const rank = nonEmpty[0]!.shape.length;
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, nonEmpty[0]!.shape)[0]!;
   const outShape = tf.backend_util.computeOutShape(nonEmpty.map((t) => t.shape), axis);
+  if (tooSmallForOrt(outShape)) return undefined;
   const key = `Concat:${rank}:${axis}:${nonEmpty.length}`;
   return backend.runGraph(
     key,
@@ -117,6 +118,7 @@ const padV2 = defineKernel('PadV2', (backend, inputs, attrs) => {
   const constantValue = attrs['constantValue'] as number;
   const rank = x.shape.length;
   const outShape = x.shape.map((d, i) => d + paddings[i]![0] + paddings[i]![1]);
+  if (tooSmallForOrt(outShape)) return undefined;
   const key = `PadV2:${rank}`;
   const graph = backend.graph(key, () => ({
     graph: {
@@ -139,7 +141,7 @@ const gatherV2 = defineKernel('GatherV2', (backend, inputs, attrs) => {
   if (x.dtype !== 'float32' || indices.dtype !== 'int32' || (attrs['batchDims'] as number) !== 0) return undefined;
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, x.shape)[0]!;
   const outShape = [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
-  if (sizeOf(outShape) === 0) return undefined;
+  if (sizeOf(outShape) === 0 || tooSmallForOrt(outShape)) return undefined;
   // TF.js checks indices here; ONNX Runtime would accept negative ones.
   const idx = backend.values(indices);
   const n = x.shape[axis]!;
@@ -169,6 +171,7 @@ const tile = defineKernel('Tile', (backend, inputs, attrs) => {
   if (!allFloat32(inputs) || sizeOf(x.shape) === 0 || reps.some((r) => r === 0)) return undefined;
   const rank = x.shape.length;
   const outShape = x.shape.map((d, i) => d * reps[i]!);
+  if (tooSmallForOrt(outShape)) return undefined;
   const graph = backend.graph(`Tile:${rank}`, () => ({
     graph: {
       name: 'tile',

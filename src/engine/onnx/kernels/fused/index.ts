@@ -1,5 +1,10 @@
 import type { KernelConfig } from '@tensorflow/tfjs';
+import { attentionKernels } from './attention.js';
+import { crossEntropyKernels } from './cross-entropy.js';
+import { layerNormKernels } from './layer-norm.js';
+import { rmsNormKernels } from './rms-norm.js';
+import { rotaryKernels } from './rotary.js';
 import { swiGluKernels } from './swiglu.js';
 
 /** Kernels behind src/engine/fused (one ONNX graph forward, one backward). */
-export const fusedKernels: readonly KernelConfig[] = [...swiGluKernels];
+export const fusedKernels: readonly KernelConfig[] = [...swiGluKernels, ...crossEntropyKernels, ...rmsNormKernels, ...layerNormKernels, ...attentionKernels, ...rotaryKernels];
