@@ -53,6 +53,17 @@ export abstract class PreTrainedCausalLM<C extends BaseModelConfig = BaseModelCo
     return cache ? { ...out, pastKeyValues: cache } : out;
   }
 
+  /**
+   * transformers' base-model forward (`model.model(...)` / `model.transformer(...)`): the decoder's hidden states
+   * without the LM head, appending to `pastKeyValues` when given. Tensors returned are the caller's.
+   */
+  forwardHidden(
+    input: Pick<CausalLMInput, 'inputIds' | 'attentionMask' | 'positionIds' | 'outputHiddenStates' | 'pastKeyValues'>,
+    ctx?: ForwardContext,
+  ): { lastHiddenState: tf.Tensor3D; hiddenStates?: tf.Tensor3D[] } {
+    return tf.tidy(() => this.decoder.forward(input, input.pastKeyValues, ctx));
+  }
+
   /** Decoder layers (the KV cache holds one entry per layer). */
   abstract get numLayers(): number;
 

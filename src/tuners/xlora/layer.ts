@@ -87,6 +87,64 @@ export function xloraLayerForward(layer: LoraLayer, x: tf.Tensor, state: XLoraLa
   });
 }
 
+/** Stacked expert factors of a layer, kept while the experts are frozen and unchanged (X-LoRA's default). */
+interface StackedFactors {
+  /** The weights' data ids when stacked: an assign (loading, merging) replaces them and the stack is rebuilt. */
+  readonly sources: readonly object[];
+  readonly a: tf.Tensor;
+  readonly b: tf.Tensor;
+  readonly owner: tf.Tensor;
+  readonly gamma: tf.Tensor;
+  /** γ·g per stacked column, to notice a changed global scaling weight. */
+  readonly gammaValues: readonly number[];
+}
+
+const stackedCache = new WeakMap<LoraLayer, StackedFactors>();
+
+function dataIdOf(v: tf.Variable): object {
+  return (v as unknown as { dataId: object }).dataId;
+}
+
+/**
+ * [A_1; ...; A_C], [B_1 ... B_C] and each stacked column's expert and γ·g. Rebuilt on every call while any expert
+ * trains (the concat must be on the tape), otherwise cached: concatenating them was a tenth of a decoding step.
+ */
+function stackedFactors(layer: LoraLayer, present: { name: string; i: number }[], g: number): StackedFactors {
+  const weights = present.flatMap(({ name }) => [layer.lora_A.get(name)!.weight, layer.lora_B.get(name)!.weight]);
+  const owner: number[] = [];
+  const gammaValues: number[] = [];
+  for (const { name, i } of present) {
+    for (let k = 0; k < layer.r.get(name)!; k++) {
+      owner.push(i);
+      gammaValues.push(layer.scaling.get(name)! * g);
+    }
+  }
+  const build = (): Omit<StackedFactors, 'sources' | 'gammaValues'> => ({
+    a: tf.concat(present.map(({ name }) => layer.lora_A.get(name)!.weight), 0), // [Σr, in]
+    b: tf.concat(present.map(({ name }) => layer.lora_B.get(name)!.weight), 1), // [out, Σr]
+    owner: tf.tensor1d(owner, 'int32'),
+    gamma: tf.tensor1d(gammaValues),
+  });
+  if (weights.some((w) => w.trainable)) return { sources: [], gammaValues, ...build() };
+  const sources = weights.map(dataIdOf);
+  const cached = stackedCache.get(layer);
+  const same = <T>(x: readonly T[], y: readonly T[]) => x.length === y.length && x.every((v, k) => v === y[k]);
+  if (cached && same(cached.sources, sources) && same(cached.gammaValues, gammaValues)) return cached;
+  if (cached) tf.dispose([cached.a, cached.b, cached.owner, cached.gamma]);
+  const entry: StackedFactors = { sources, gammaValues, ...tf.tidy(build) };
+  for (const t of [entry.a, entry.b, entry.owner, entry.gamma]) tf.keep(t);
+  stackedCache.set(layer, entry);
+  return entry;
+}
+
+/** Frees a layer's cached stacked factors (the X-LoRA model is being disposed). */
+export function releaseStackedExperts(layer: LoraLayer): void {
+  const cached = stackedCache.get(layer);
+  if (!cached) return;
+  tf.dispose([cached.a, cached.b, cached.owner, cached.gamma]);
+  stackedCache.delete(layer);
+}
+
 /**
  * All experts of a layer in two matmuls: x [N, in] @ [A_1; ...; A_C]ᵀ gives [N, Σr]; each expert's columns are
  * scaled by s_i · γ_i · g; then @ [B_1 ... B_C]ᵀ gives [N, out]. Equal to the per-expert sum (no dropout).
@@ -94,20 +152,10 @@ export function xloraLayerForward(layer: LoraLayer, x: tf.Tensor, state: XLoraLa
 function stackedExperts(layer: LoraLayer, x: tf.Tensor, present: { name: string; i: number }[], scalings: tf.Tensor3D, g: number): tf.Tensor {
   const inF = x.shape.at(-1)!;
   const x2 = tf.reshape(x, [-1, inF]);
-  const a = tf.concat(present.map(({ name }) => layer.lora_A.get(name)!.weight), 0); // [Σr, in]
-  const b = tf.concat(present.map(({ name }) => layer.lora_B.get(name)!.weight), 1); // [out, Σr]
+  const { a, b, owner, gamma } = stackedFactors(layer, present, g);
   const s2 = tf.reshape(scalings, [-1, scalings.shape[2]]); // [N, C]
   // Column j of x @ aᵀ belongs to one expert: gather that expert's scaling and multiply by its γ·g.
-  const owner: number[] = [];
-  const gamma: number[] = [];
-  for (const { name, i } of present) {
-    const r = layer.r.get(name)!;
-    for (let k = 0; k < r; k++) {
-      owner.push(i);
-      gamma.push(layer.scaling.get(name)! * g);
-    }
-  }
-  const columnScale = tf.mul(tf.gather(s2, tf.tensor1d(owner, 'int32'), 1), tf.tensor1d(gamma));
+  const columnScale = tf.mul(tf.gather(s2, owner, 1), gamma);
   const hidden = tf.mul(tf.matMul(x2, a, false, true), columnScale);
   const out = tf.matMul(hidden, b, false, true);
   return tf.reshape(out, [...x.shape.slice(0, -1), b.shape[0]!]);

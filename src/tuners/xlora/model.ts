@@ -14,6 +14,7 @@ import type { LoraModel } from '../lora/model.js';
 import { XLoraClassifier } from './classifier.js';
 import type { XLoraConfig } from './config.js';
 import type { XLoraLayerState } from './layer.js';
+import { releaseStackedExperts } from './layer.js';
 import { ScalingsLog } from './scalings-log.js';
 
 /** Knobs that change behaviour at run time without touching the loaded config (saved with the model). */
@@ -289,6 +290,7 @@ export class XLoraModel extends Module {
 
 
   override dispose(): void {
+    for (const layer of this.layerIndex.keys()) releaseStackedExperts(layer);
     this.latest?.dispose();
     this.latest = undefined;
     this.scalingsLog.clear();
@@ -325,7 +327,8 @@ export class XLoraModel extends Module {
     const decoding = cache !== undefined && cache.getSeqLength() > 0 && seq === 1;
     if (decoding && cache.frozenScalings) return cache.frozenScalings.clone();
     const mode = this.runtime.scalingPassValue === 0 ? 'base' : 'dummy';
-    const pass = this.inner.forward(
+    // PEFT runs the whole model and keeps hidden_states[-1]; the LM head's logits are never used, so skip them.
+    const pass = this.inner.forwardHidden(
       {
         inputIds: input.inputIds,
         ...(input.attentionMask ? { attentionMask: input.attentionMask } : {}),
@@ -336,8 +339,8 @@ export class XLoraModel extends Module {
       { ...ctx, xlora: this.layerState(mode) },
     );
     const hidden = pass.hiddenStates!.at(-1)!;
-    pass.logits.dispose();
     for (const h of pass.hiddenStates!.slice(0, -1)) h.dispose();
+    if (pass.lastHiddenState !== hidden) pass.lastHiddenState.dispose();
     const scalings = tf.tidy(() => this.internal_xlora_classifier.forward(stopGradient(hidden)));
     hidden.dispose();
     this.record(scalings);

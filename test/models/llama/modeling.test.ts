@@ -304,3 +304,19 @@ describe('loading Llama checkpoints', () => {
     }
   });
 });
+
+describe('forwardHidden (the base model without the LM head)', () => {
+  test('returns the hidden states forward computes, and the LM head of the last one gives forward\'s logits', () => {
+    const model = new LlamaForCausalLM({ ...tiny, num_hidden_layers: 2 }, { seed: 3 });
+    const ids = [[1, 4, 9, 2], [5, 5, 0, 7]];
+    const full = model.forward({ inputIds: ids, outputHiddenStates: true });
+    const hidden = model.forwardHidden({ inputIds: ids, outputHiddenStates: true });
+    assert.equal(hidden.hiddenStates!.length, full.hiddenStates!.length);
+    hidden.hiddenStates!.forEach((h, i) => assertAllClose(Array.from(h.dataSync()), Array.from(full.hiddenStates![i]!.dataSync()), { atol: 0, rtol: 0 }));
+    const logits = model.lm_head.forward(hidden.lastHiddenState);
+    assertAllClose(Array.from(logits.dataSync()), Array.from(full.logits.dataSync()), { atol: 0, rtol: 0 });
+    tf.dispose([logits, hidden.lastHiddenState, ...hidden.hiddenStates!]);
+    disposeOutput(full);
+    model.dispose();
+  });
+});

@@ -40,13 +40,26 @@ function spyInner(xlora: XLoraModel): { calls: ForwardRecord[]; restore: () => v
   const inner = xlora.inner;
   const original = inner.forward.bind(inner);
   const calls: ForwardRecord[] = [];
-  inner.forward = (input: CausalLMInput, ctx?: ForwardContext) => {
+  const record = (input: Pick<CausalLMInput, 'inputIds'>, ctx?: ForwardContext): void => {
     const seq = Array.isArray(input.inputIds) ? input.inputIds[0]!.length : input.inputIds.shape[1]!;
     const state = ctx?.xlora;
     calls.push({ mode: state?.mode, seq, ...(state?.mode === 'mix' ? { scalings: values(state.scalings!) } : {}) });
+  };
+  inner.forward = (input: CausalLMInput, ctx?: ForwardContext) => {
+    record(input, ctx);
     return original(input, ctx);
   };
-  return { calls, restore: () => void Reflect.deleteProperty(inner, 'forward') };
+  // The scaling pass runs the decoder without the LM head.
+  const originalHidden = inner.forwardHidden.bind(inner);
+  inner.forwardHidden = (input, ctx) => {
+    record(input, ctx);
+    return originalHidden(input, ctx);
+  };
+  const restore = (): void => {
+    Reflect.deleteProperty(inner, 'forward');
+    Reflect.deleteProperty(inner, 'forwardHidden');
+  };
+  return { calls, restore };
 }
 
 /** Runs `fn` with logging on and returns the log (copies), leaving the log empty and disabled. */

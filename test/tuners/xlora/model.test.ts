@@ -117,7 +117,19 @@ function spyInner(xlora: XLoraModel): { calls: CausalLMInput[]; scalingPassHidde
     if (input.outputHiddenStates) hidden = rows(out.hiddenStates!.at(-1)!);
     return out;
   };
-  return { calls, scalingPassHidden: () => hidden, restore: () => void Reflect.deleteProperty(inner, 'forward') };
+  // The scaling pass runs the decoder without the LM head.
+  const originalHidden = inner.forwardHidden.bind(inner);
+  inner.forwardHidden = (input, ctx) => {
+    const out = originalHidden(input, ctx);
+    calls.push(input);
+    if (input.outputHiddenStates) hidden = rows(out.hiddenStates!.at(-1)!);
+    return out;
+  };
+  const restore = (): void => {
+    Reflect.deleteProperty(inner, 'forward');
+    Reflect.deleteProperty(inner, 'forwardHidden');
+  };
+  return { calls, scalingPassHidden: () => hidden, restore };
 }
 
 // ------------------------------------------------------------------------------------------- fixtures
@@ -401,6 +413,25 @@ describe('X-LoRA model semantics against hand computations', () => {
     } finally {
       xlora.dispose();
       merged.dispose();
+    }
+  });
+
+  test('stacked expert factors follow weight updates (cached only while the experts are unchanged)', async () => {
+    const xlora = await build({ layerwiseScalings: true });
+    try {
+      const before = logitsOf(xlora, IDS);
+      const [, layer] = loraLayers(xlora.inner).find(([, l]) => l.hasAdapter('a') && l.hasAdapter('c'))!;
+      const b = layer.lora_B.get('a')!.weight;
+      const original = b.clone();
+      b.assign(tf.mul(original, 3));
+      const changed = logitsOf(xlora, IDS);
+      b.assign(original);
+      const restored = logitsOf(xlora, IDS);
+      assert.ok(tf.tidy(() => tf.max(tf.abs(tf.sub(changed, before))).dataSync()[0]!) > 1e-3, 'an assigned expert weight changes the output');
+      assertAllClose(values(restored), values(before), { atol: 0, rtol: 0 }, 'restoring the weight restores the output exactly');
+      tf.dispose([before, changed, restored, original]);
+    } finally {
+      xlora.dispose();
     }
   });
 

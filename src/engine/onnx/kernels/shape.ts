@@ -19,11 +19,22 @@ const i64 = (values: readonly number[]): { data: BigInt64Array; dims: number[] }
 const floatInput = (name: string, rank: number): OnnxValueInfo => ({ name, elemType: F, shape: symbolicShape(`${name}_`, rank) });
 const i64Input = (name: string): OnnxValueInfo => ({ name, elemType: I64, shape: [`${name}_n`] });
 
+/** Whether `perm` keeps the dimensions larger than 1 in order: the transpose then moves no data. */
+function movesNoData(shape: readonly number[], perm: readonly number[]): boolean {
+  const order = perm.filter((p) => shape[p]! > 1);
+  return order.every((p, i) => i === 0 || p > order[i - 1]!);
+}
+
 const transpose = defineKernel('Transpose', (backend, inputs, attrs) => {
   const [x] = inputs as [TensorInfo];
   const perm = attrs['perm'] as number[];
-  if (!allFloat32(inputs) || sizeOf(x.shape) === 0 || tooSmallForOrt(x.shape)) return undefined;
   const outShape = perm.map((p) => x.shape[p]!);
+  // splitHeads/mergeHeads of one decoded token ([1, 1, H, D] <-> [1, H, 1, D]): share the data, as a reshape.
+  if (movesNoData(x.shape, perm)) {
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: outShape, dtype: x.dtype };
+  }
+  if (!allFloat32(inputs) || sizeOf(x.shape) === 0 || tooSmallForOrt(x.shape)) return undefined;
   const key = `Transpose:${perm.join(',')}`;
   return backend.runGraph(
     key,
