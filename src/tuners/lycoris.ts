@@ -10,6 +10,7 @@ import type { Conv1d, Conv2d } from '../nn/conv.js';
 import { conv2dNCHW } from '../nn/conv.js';
 import { mulberry32 } from '../nn/dropout.js';
 import { linear } from '../nn/linear.js';
+import type { Linear } from '../nn/linear.js';
 import type { AdaptableLayer } from '../nn/module.js';
 import { getPatternKey } from './matching.js';
 import { BaseTunerLayer } from './tuner-layer.js';
@@ -106,15 +107,22 @@ export abstract class LycorisLayer extends BaseTunerLayer {
     }
     if (this.merged) return this.base_layer.forward(x, ctx);
     return tf.tidy(() => {
-      let result = this.base_layer.forward(x, ctx);
+      // On a Linear, x (W + ΣΔW)ᵀ + b equals PEFT's base(x) + Σ x ΔWᵀ with one full-width product instead of 1 + n
+      // (and as many fewer in the backward pass).
+      const fold = this.base_layer.kind === 'linear';
+      let result: tf.Tensor | undefined = fold ? undefined : this.base_layer.forward(x, ctx);
+      let weight: tf.Tensor | undefined;
       for (const name of this.activeAdapters) {
         if (!this.hasAdapter(name)) continue;
         const p = this.moduleDropout.get(name) ?? 0;
         // PEFT: applied iff `not training or torch.rand(1) > module_dropout`.
         if (this.training && p > 0 && !(this.rng() > p)) continue;
-        result = tf.add(result, this.adapterOutput(x, name));
+        if (fold) weight = tf.add(weight ?? (this.base_layer as unknown as Linear).weight, this.deltaWeightForForward(name));
+        else result = tf.add(result!, this.adapterOutput(x, name));
       }
-      return result;
+      if (!fold) return result!;
+      if (weight === undefined) return this.base_layer.forward(x, ctx);
+      return linear(x, weight, (this.base_layer as unknown as Linear).bias);
     });
   }
 
