@@ -1,7 +1,16 @@
 // Reuse of float32 output arrays between kernels. A fresh large typed array costs page faults and zero-filling
 // (~2 GB/s here), more than the ONNX Runtime kernel that then writes it: a training step allocated ~40 GB
-// that way. Arrays are keyed by length (shapes repeat from step to step) and recycled when the last tensor
-// holding them (or a view of them, which cpu kernels make for contiguous slices) is disposed.
+// that way. Buffers are recycled when the last tensor holding them (or a view of them, which cpu kernels make for
+// contiguous slices) is disposed. Sizes are rounded up to one of eight steps per power of two, so tensors that
+// grow by a row at a time (a KV cache during generation) reuse buffers instead of filling the pool with sizes
+// that never come back; small arrays are not pooled at all.
+
+/** `length` rounded up to a multiple of 1/8 of its power of two. */
+export function bucketOf(length: number): number {
+  if (length < 8) return length;
+  const step = 2 ** Math.floor(Math.log2(length)) / 8;
+  return Math.ceil(length / step) * step;
+}
 
 interface Owner {
   array: Float32Array;
@@ -14,19 +23,20 @@ export class BufferPool {
   private readonly owners = new WeakMap<ArrayBufferLike, Owner>();
   private freeBytes = 0;
 
+  /** Arrays smaller than this many floats are plain allocations (cheap, and rarely the same size twice). */
+  minPooled = 4096;
+
   constructor(private readonly maxFreeBytes: number) {}
 
   /** An array of `length` floats with arbitrary contents (callers overwrite all of it). */
   take(length: number): Float32Array {
-    const list = this.free.get(length);
-    const reused = list?.pop();
-    if (reused !== undefined) {
-      this.freeBytes -= reused.byteLength;
-      this.owners.set(reused.buffer, { array: reused, users: 0 });
-      return reused;
-    }
-    const array = new Float32Array(length);
-    this.owners.set(array.buffer, { array, users: 0 });
+    if (length < this.minPooled) return new Float32Array(length);
+    const bucket = bucketOf(length);
+    const reused = this.free.get(bucket)?.pop();
+    if (reused !== undefined) this.freeBytes -= reused.byteLength;
+    const whole = reused ?? new Float32Array(bucket);
+    const array = length === bucket ? whole : whole.subarray(0, length);
+    this.owners.set(whole.buffer, { array: whole, users: 0 });
     return array;
   }
 

@@ -6,14 +6,39 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setBackend } from '../../../src/engine/index.js';
 import type { OnnxRuntimeBackend } from '../../../src/engine/onnx/backend.js';
-import { BufferPool } from '../../../src/engine/onnx/buffer-pool.js';
+import { BufferPool, bucketOf } from '../../../src/engine/onnx/buffer-pool.js';
 import { setOrtMinElements } from '../../../src/engine/onnx/kernels/define.js';
 import { tf } from '../../../src/engine/tf.js';
 import { ortAvailable, randoms } from '../fused/_fused.js';
 
+/** A pool that also takes small arrays (the backend's pools only arrays of 4096 floats and more). */
+function smallPool(maxFreeBytes: number): BufferPool {
+  const pool = new BufferPool(maxFreeBytes);
+  pool.minPooled = 0;
+  return pool;
+}
+
+describe('bucketOf', () => {
+  test('rounds up to one of eight steps per power of two', () => {
+    assert.deepEqual([5, 8, 9, 10, 17, 4096, 4097, 4608, 4609, 8191].map(bucketOf), [5, 8, 9, 10, 18, 4096, 4608, 4608, 5120, 8192]);
+  });
+  test('a large pooled array is a view of its bucket, and comes back for any length in that bucket', () => {
+    const pool = new BufferPool(1 << 24);
+    const a = pool.take(4100);
+    assert.equal(a.length, 4100);
+    assert.equal(a.buffer.byteLength, 4608 * 4);
+    pool.retain(a);
+    pool.release(a);
+    const b = pool.take(4500);
+    assert.equal(b.buffer, a.buffer);
+    assert.equal(b.length, 4500);
+    assert.equal(pool.take(100).buffer.byteLength, 400, 'small arrays are plain allocations');
+  });
+});
+
 describe('BufferPool', () => {
   test('take gives arrays of the asked length that the pool owns', () => {
-    const pool = new BufferPool(1 << 20);
+    const pool = smallPool(1 << 20);
     const a = pool.take(10);
     assert.ok(a instanceof Float32Array);
     assert.equal(a.length, 10);
@@ -27,7 +52,7 @@ describe('BufferPool', () => {
   });
 
   test('an array returns to the pool when its last user releases it, and is reused for the same length', () => {
-    const pool = new BufferPool(1 << 20);
+    const pool = smallPool(1 << 20);
     const a = pool.take(8);
     pool.retain(a);
     pool.retain(a); // a second tensor holding the same array
@@ -43,7 +68,7 @@ describe('BufferPool', () => {
   });
 
   test('a view of the buffer keeps it out of the pool until the view is released too', () => {
-    const pool = new BufferPool(1 << 20);
+    const pool = smallPool(1 << 20);
     const a = pool.take(16);
     const view = a.subarray(4, 12);
     pool.retain(a);
@@ -57,7 +82,7 @@ describe('BufferPool', () => {
   });
 
   test('a released array is no longer owned; releasing it again, or arrays the pool never made, is a no-op', () => {
-    const pool = new BufferPool(1 << 20);
+    const pool = smallPool(1 << 20);
     const a = pool.take(4);
     pool.retain(a);
     pool.release(a);
@@ -77,7 +102,7 @@ describe('BufferPool', () => {
   });
 
   test('maxFreeBytes caps what is kept; arrays over the cap are dropped', () => {
-    const pool = new BufferPool(100);
+    const pool = smallPool(100);
     const arrays = [pool.take(10), pool.take(10), pool.take(10)]; // 40 bytes each
     for (const a of arrays) pool.retain(a);
     for (const a of arrays) pool.release(a);
@@ -96,7 +121,7 @@ describe('BufferPool', () => {
   });
 
   test('a zero cap keeps nothing', () => {
-    const pool = new BufferPool(0);
+    const pool = smallPool(0);
     const a = pool.take(3);
     pool.retain(a);
     pool.release(a);
@@ -105,7 +130,7 @@ describe('BufferPool', () => {
   });
 
   test('clear empties the pool; arrays still in use return to it when released', () => {
-    const pool = new BufferPool(1 << 20);
+    const pool = smallPool(1 << 20);
     const free = pool.take(5);
     const used = pool.take(6);
     pool.retain(free);
@@ -124,15 +149,19 @@ describe('BufferPool', () => {
 
 describe('onnxruntime backend output pool', { skip: ortAvailable ? false : 'onnxruntime-node is not installed' }, () => {
   let minElements = 0;
+  let minPooled = 0;
   let backend: OnnxRuntimeBackend;
   before(async () => {
-    // Every size through ONNX Runtime, so small tensors exercise the pool too.
+    // Every size through ONNX Runtime and the pool, so small tensors exercise it too.
     minElements = setOrtMinElements(0);
     await setBackend('onnxruntime');
     backend = tf.backend() as OnnxRuntimeBackend;
+    minPooled = backend.pool.minPooled;
+    backend.pool.minPooled = 0;
   });
   after(() => {
     setOrtMinElements(minElements);
+    backend.pool.minPooled = minPooled;
   });
 
   const shape = [8, 64];
