@@ -1,16 +1,14 @@
 import { tf } from '../tf.js';
 import { fusedKernelsActive, runFusedKernel } from './fused-op.js';
 
-type GradSave = (tensors: tf.Tensor[]) => void;
-
 // Kernels see x as [rows, size of the normalised dims]: reshapes are free on the cpu-based backend, and one
 // graph serves every rank. Backward reuses the per-row mean and rsqrt from forward instead of keeping the
 // composite's intermediates on the tape. Inputs are x, then weight and bias where given; a customGrad closure
 // is cheap, so one is made per call (it carries eps and which of the two are present).
 function fused(eps: number, hasWeight: boolean, hasBias: boolean) {
   const attrs = { eps, hasWeight, hasBias };
-  return tf.customGrad((...args: (tf.Tensor | GradSave)[]) => {
-    const save = args.pop() as GradSave;
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
     const [x, ...affine] = args as tf.Tensor[];
     const w = hasWeight ? affine[0] : undefined;
     const b = hasBias ? affine[hasWeight ? 1 : 0] : undefined;

@@ -1,15 +1,13 @@
 import { tf } from '../tf.js';
 import { fusedKernelsActive, runFusedKernel } from './fused-op.js';
 
-type GradSave = (tensors: tf.Tensor[]) => void;
-
 // Kernels see x as [rows, dim]: reshapes are free on the cpu-based backend, and one graph serves every rank.
 // Backward reuses the per-row rsqrt from forward instead of keeping the composite's intermediates on the tape.
 // A customGrad closure is cheap, so one is made per call (it carries eps).
 function withWeight(eps: number) {
   return tf.customGrad((x, w, save) => {
     const [y, r] = runFusedKernel('PeftTsRmsNorm', { x: x as tf.Tensor, weight: w as tf.Tensor }, { eps });
-    (save as GradSave)([x as tf.Tensor, r!, w as tf.Tensor]);
+    (save as tf.GradSaveFunc)([x as tf.Tensor, r!, w as tf.Tensor]);
     return {
       value: y!,
       gradFunc: (dy, saved) => {
@@ -24,7 +22,7 @@ function withWeight(eps: number) {
 function withoutWeight(eps: number) {
   return tf.customGrad((x, save) => {
     const [y, r] = runFusedKernel('PeftTsRmsNorm', { x: x as tf.Tensor }, { eps });
-    (save as GradSave)([x as tf.Tensor, r!]);
+    (save as tf.GradSaveFunc)([x as tf.Tensor, r!]);
     return {
       value: y!,
       gradFunc: (dy, saved) => {
