@@ -380,7 +380,8 @@ describe('several adapters', () => {
         const lin0 = peft.model.getSubmodule('lin0') as LoraLayer;
         assert.deepEqual(lin0.mergedAdapters, ['default', 'other']);
         peft.unmergeAdapter();
-        assertClose(baseWeights(peft.model), pristine, 1e-6, 'unmerge after merging both');
+        // W + ΔW1 + ΔW2 - ΔW1 - ΔW2 in float32: a few ulps of |ΔW| (unseeded N(0, 1) factors reach ~10), not of W.
+        assertClose(baseWeights(peft.model), pristine, 1e-5, 'unmerge after merging both');
 
         // Sequential merges equal one merge of both.
         peft.mergeAdapter({ adapterNames: ['default'] });

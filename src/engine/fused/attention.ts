@@ -1,5 +1,5 @@
 import { tf } from '../tf.js';
-import { fusedKernelsActive, runFusedKernel } from './fused-op.js';
+import { fusedKernelsActive, recordingGradients, runFusedKernel } from './fused-op.js';
 
 function fusable(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor): boolean {
   if (!fusedKernelsActive() || [q, k, v, bias].some((t) => t.dtype !== 'float32' || t.size === 0)) return false;
@@ -20,7 +20,7 @@ function fusable(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor): boo
 export function fusedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor, scale: number): tf.Tensor | undefined {
   if (!fusable(q, k, v, bias)) return undefined;
   // Off the gradient tape nothing reads the probabilities: a graph that does not write them out.
-  if (!tf.engine().isTapeOn()) return runFusedKernel('PeftTsAttention', { q, k, v, bias }, { scale, withProbs: false })[0]!;
+  if (!recordingGradients()) return runFusedKernel('PeftTsAttention', { q, k, v, bias }, { scale, withProbs: false })[0]!;
   const f = tf.customGrad((qi, ki, vi, save) => {
     const [out, probs] = runFusedKernel('PeftTsAttention', { q: qi as tf.Tensor, k: ki as tf.Tensor, v: vi as tf.Tensor, bias }, { scale, withProbs: true });
     (save as tf.GradSaveFunc)([out!, probs!, qi as tf.Tensor, ki as tf.Tensor, vi as tf.Tensor]);

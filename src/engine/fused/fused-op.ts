@@ -24,3 +24,8 @@ export function runFusedKernel(kernelName: string, inputs: Record<string, tf.Ten
   const out = tf.engine().runKernel(kernelName, inputs, attrs) as tf.Tensor | tf.Tensor[];
   return Array.isArray(out) ? out : [out];
 }
+
+/** Whether a gradient tape is recording: without one, fused ops run their forward kernel directly. */
+export function recordingGradients(): boolean {
+  return tf.engine().isTapeOn();
+}

@@ -1,5 +1,5 @@
 import { tf } from '../tf.js';
-import { fusedKernelsActive, runFusedKernel } from './fused-op.js';
+import { fusedKernelsActive, recordingGradients, runFusedKernel } from './fused-op.js';
 
 // Kernels see x as [rows, size of the normalised dims]: reshapes are free on the cpu-based backend, and one
 // graph serves every rank. Backward reuses the per-row mean and rsqrt from forward instead of keeping the
@@ -43,7 +43,11 @@ export function fusedLayerNorm(
   return tf.tidy(() => {
     const size = tail.reduce((a, d) => a * d, 1);
     const params = [weight, bias].filter((p): p is tf.Tensor => p !== null).map((p) => tf.reshape(p, [size]));
-    const y = fused(eps, weight !== null, bias !== null)(tf.reshape(x, [-1, size]), ...params);
+    const x2 = tf.reshape(x, [-1, size]);
+    const inputs = { x: x2, ...(params[0] && weight ? { weight: params[0] } : {}), ...(bias ? { bias: params[params.length - 1]! } : {}) };
+    const y = recordingGradients()
+      ? fused(eps, weight !== null, bias !== null)(x2, ...params)
+      : runFusedKernel('PeftTsLayerNorm', inputs, { eps, hasWeight: weight !== null, hasBias: bias !== null })[0]!;
     return tf.reshape(y, x.shape);
   });
 }

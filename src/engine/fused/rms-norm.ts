@@ -1,5 +1,5 @@
 import { tf } from '../tf.js';
-import { fusedKernelsActive, runFusedKernel } from './fused-op.js';
+import { fusedKernelsActive, recordingGradients, runFusedKernel } from './fused-op.js';
 
 // Kernels see x as [rows, dim]: reshapes are free on the cpu-based backend, and one graph serves every rank.
 // Backward reuses the per-row rsqrt from forward instead of keeping the composite's intermediates on the tape.
@@ -44,6 +44,7 @@ export function fusedRmsNorm(x: tf.Tensor, weight: tf.Tensor | null, eps: number
   if (weight && (weight.dtype !== 'float32' || weight.rank !== 1 || weight.shape[0] !== dim)) return null;
   return tf.tidy(() => {
     const x2 = tf.reshape(x, [-1, dim]);
+    if (!recordingGradients()) return tf.reshape(runFusedKernel('PeftTsRmsNorm', { x: x2, ...(weight ? { weight } : {}) }, { eps })[0]!, x.shape);
     return tf.reshape(weight ? withWeight(eps)(x2, weight) : withoutWeight(eps)(x2), x.shape);
   });
 }

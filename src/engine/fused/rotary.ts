@@ -1,5 +1,5 @@
 import { tf } from '../tf.js';
-import { fusedKernelsActive, runFusedKernel } from './fused-op.js';
+import { fusedKernelsActive, recordingGradients, runFusedKernel } from './fused-op.js';
 
 /**
  * Fused rotary position embedding `x * cos + rotate_half(x) * sin`, x `[batch, heads, seq, headDim]`, cos/sin
@@ -11,6 +11,7 @@ export function fusedRotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Te
   // cos/sin at x's rank, broadcasting to x without widening it.
   const fits = (t: tf.Tensor): boolean => t.rank === x.rank && t.shape.every((d, i) => d === 1 || d === x.shape[i]);
   if (x.size === 0 || !fits(cos) || !fits(sin)) return undefined;
+  if (!recordingGradients()) return runFusedKernel('PeftTsRotary', { x, cos, sin })[0]!;
   const f = tf.customGrad((xi, save) => {
     // Saved (kept) rather than closed over: the caller's tidy disposes cos/sin before backprop.
     (save as tf.GradSaveFunc)([cos, sin]);

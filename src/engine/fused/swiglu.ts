@@ -1,5 +1,5 @@
 import { tf } from '../tf.js';
-import { fusedKernelsActive, runFusedKernel } from './fused-op.js';
+import { fusedKernelsActive, recordingGradients, runFusedKernel } from './fused-op.js';
 
 function composite(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
@@ -23,5 +23,6 @@ export function swiGlu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   if (!fusedKernelsActive() || gate.dtype !== 'float32' || up.dtype !== 'float32' || !tf.util.arraysEqual(gate.shape, up.shape)) {
     return composite(gate, up);
   }
+  if (!recordingGradients()) return runFusedKernel('PeftTsSwiGlu', { gate, up })[0]!;
   return fused(gate, up);
 }

@@ -93,8 +93,8 @@ interface StackedFactors {
   readonly sources: readonly object[];
   readonly a: tf.Tensor;
   readonly b: tf.Tensor;
-  readonly owner: tf.Tensor;
-  readonly gamma: tf.Tensor;
+  /** [C, Σr]: γ_i·g where column j belongs to expert i, else 0, so `scalings @ columnScales` scales each column. */
+  readonly columnScales: tf.Tensor;
   /** γ·g per stacked column, to notice a changed global scaling weight. */
   readonly gammaValues: readonly number[];
 }
@@ -111,6 +111,7 @@ function dataIdOf(v: tf.Variable): object {
  */
 function stackedFactors(layer: LoraLayer, present: { name: string; i: number }[], g: number): StackedFactors {
   const weights = present.flatMap(({ name }) => [layer.lora_A.get(name)!.weight, layer.lora_B.get(name)!.weight]);
+  const experts = Math.max(...present.map(({ i }) => i)) + 1;
   const owner: number[] = [];
   const gammaValues: number[] = [];
   for (const { name, i } of present) {
@@ -119,20 +120,23 @@ function stackedFactors(layer: LoraLayer, present: { name: string; i: number }[]
       gammaValues.push(layer.scaling.get(name)! * g);
     }
   }
-  const build = (): Omit<StackedFactors, 'sources' | 'gammaValues'> => ({
-    a: tf.concat(present.map(({ name }) => layer.lora_A.get(name)!.weight), 0), // [Σr, in]
-    b: tf.concat(present.map(({ name }) => layer.lora_B.get(name)!.weight), 1), // [out, Σr]
-    owner: tf.tensor1d(owner, 'int32'),
-    gamma: tf.tensor1d(gammaValues),
-  });
+  const build = (): Omit<StackedFactors, 'sources' | 'gammaValues'> => {
+    const scales = new Float32Array(experts * owner.length);
+    owner.forEach((i, j) => (scales[i * owner.length + j] = gammaValues[j]!));
+    return {
+      a: tf.concat(present.map(({ name }) => layer.lora_A.get(name)!.weight), 0), // [Σr, in]
+      b: tf.concat(present.map(({ name }) => layer.lora_B.get(name)!.weight), 1), // [out, Σr]
+      columnScales: tf.tensor2d(scales, [experts, owner.length]),
+    };
+  };
   if (weights.some((w) => w.trainable)) return { sources: [], gammaValues, ...build() };
   const sources = weights.map(dataIdOf);
   const cached = stackedCache.get(layer);
   const same = <T>(x: readonly T[], y: readonly T[]) => x.length === y.length && x.every((v, k) => v === y[k]);
   if (cached && same(cached.sources, sources) && same(cached.gammaValues, gammaValues)) return cached;
-  if (cached) tf.dispose([cached.a, cached.b, cached.owner, cached.gamma]);
+  if (cached) tf.dispose([cached.a, cached.b, cached.columnScales]);
   const entry: StackedFactors = { sources, gammaValues, ...tf.tidy(build) };
-  for (const t of [entry.a, entry.b, entry.owner, entry.gamma]) tf.keep(t);
+  for (const t of [entry.a, entry.b, entry.columnScales]) tf.keep(t);
   stackedCache.set(layer, entry);
   return entry;
 }
@@ -141,7 +145,7 @@ function stackedFactors(layer: LoraLayer, present: { name: string; i: number }[]
 export function releaseStackedExperts(layer: LoraLayer): void {
   const cached = stackedCache.get(layer);
   if (!cached) return;
-  tf.dispose([cached.a, cached.b, cached.owner, cached.gamma]);
+  tf.dispose([cached.a, cached.b, cached.columnScales]);
   stackedCache.delete(layer);
 }
 
@@ -152,10 +156,11 @@ export function releaseStackedExperts(layer: LoraLayer): void {
 function stackedExperts(layer: LoraLayer, x: tf.Tensor, present: { name: string; i: number }[], scalings: tf.Tensor3D, g: number): tf.Tensor {
   const inF = x.shape.at(-1)!;
   const x2 = tf.reshape(x, [-1, inF]);
-  const { a, b, owner, gamma } = stackedFactors(layer, present, g);
-  const s2 = tf.reshape(scalings, [-1, scalings.shape[2]]); // [N, C]
-  // Column j of x @ aᵀ belongs to one expert: gather that expert's scaling and multiply by its γ·g.
-  const columnScale = tf.mul(tf.gather(s2, owner, 1), gamma);
+  const { a, b, columnScales } = stackedFactors(layer, present, g);
+  const experts = columnScales.shape[0]!;
+  // Column j of x @ aᵀ belongs to one expert: its scaling times its γ·g (one exact product per entry).
+  const s2 = tf.slice(tf.reshape(scalings, [-1, scalings.shape[2]]), [0, 0], [-1, experts]); // [N, C]
+  const columnScale = tf.matMul(s2, columnScales);
   const hidden = tf.mul(tf.matMul(x2, a, false, true), columnScale);
   const out = tf.matMul(hidden, b, false, true);
   return tf.reshape(out, [...x.shape.slice(0, -1), b.shape[0]!]);
