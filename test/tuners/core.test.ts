@@ -388,7 +388,7 @@ describe('several adapters', () => {
         peft.mergeAdapter({ adapterNames: ['other'] });
         assertClose(outputOf(mlp, peft), both, 1e-5, 'sequential merges');
         peft.unmergeAdapter();
-        assertClose(baseWeights(peft.model), pristine, 1e-6, 'unmerge after sequential merges');
+        assertClose(baseWeights(peft.model), pristine, 1e-5, 'unmerge after sequential merges');
       } finally {
         peft.dispose();
       }
