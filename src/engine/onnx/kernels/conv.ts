@@ -10,11 +10,10 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../tf.js';
 import type { OnnxNode } from '../proto.js';
-import { OnnxDataType, int64Tensor } from '../proto.js';
+import { int64Tensor } from '../proto.js';
 import { asOnnxRuntimeBackend } from '../backend.js';
-import { symbolicShape } from './graph-util.js';
+import { floatValue } from './graph-util.js';
 
-const F = OnnxDataType.float;
 type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
 interface ConvAttrs {
@@ -81,10 +80,10 @@ const conv2D: KernelFunc = ({ inputs, backend, attrs }) => {
           ...(nchw ? [] : [transpose('yt', 'y', toNHWC)]),
         ],
         inputs: [
-          { name: 'x', elemType: F, shape: symbolicShape('x', 4) },
-          { name: 'w', elemType: F, shape: symbolicShape('w', 4) },
+          floatValue('x', 4),
+          floatValue('w', 4),
         ],
-        outputs: [{ name: 'y', elemType: F, shape: symbolicShape('y', 4) }],
+        outputs: [floatValue('y', 4)],
       },
     }),
     [x, filter],
@@ -118,10 +117,10 @@ const conv2DBackpropInput: KernelFunc = ({ inputs, backend, attrs }) => {
           ...(nchw ? [] : [transpose('dxt', 'dx', toNHWC)]),
         ],
         inputs: [
-          { name: 'dy', elemType: F, shape: symbolicShape('dy', 4) },
-          { name: 'w', elemType: F, shape: symbolicShape('w', 4) },
+          floatValue('dy', 4),
+          floatValue('w', 4),
         ],
-        outputs: [{ name: 'dx', elemType: F, shape: symbolicShape('dx', 4) }],
+        outputs: [floatValue('dx', 4)],
       },
     }),
     [dy, filter],
@@ -165,10 +164,10 @@ const conv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs }) => {
           { ...int64Tensor([2, 3]), name: 'axes' },
         ],
         inputs: [
-          { name: 'x', elemType: F, shape: symbolicShape('x', 4) },
-          { name: 'dy', elemType: F, shape: symbolicShape('dy', 4) },
+          floatValue('x', 4),
+          floatValue('dy', 4),
         ],
-        outputs: [{ name: 'dw', elemType: F, shape: symbolicShape('dw', 4) }],
+        outputs: [floatValue('dw', 4)],
       },
     }),
     [x, dy],

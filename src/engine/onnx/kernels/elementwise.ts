@@ -7,7 +7,7 @@ import type { OnnxElemType, OnnxNode } from '../proto.js';
 import { OnnxDataType, int64Tensor } from '../proto.js';
 import type { OrtKernelFunc } from './define.js';
 import { allFloat32, defineKernel, sizeOf, tooSmallForOrt } from './define.js';
-import { symbolicShape } from './graph-util.js';
+import { floatValue, symbolicShape } from './graph-util.js';
 
 const F = OnnxDataType.float;
 const BOOL = OnnxDataType.bool;
@@ -31,7 +31,7 @@ function runNodes(
         name: key,
         nodes: nodes(),
         initializers: initializers(),
-        inputs: inputs.map((t, i) => ({ name: `x${i}`, elemType: F, shape: symbolicShape(`x${i}_`, t.shape.length) })),
+        inputs: inputs.map((t, i) => (floatValue(`x${i}`, t.shape.length))),
         outputs: [{ name: 'y', elemType: outType.elem, shape: symbolicShape('y', outShape.length) }],
       },
     }),

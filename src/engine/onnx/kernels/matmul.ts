@@ -3,12 +3,10 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../tf.js';
 import type { OnnxNode } from '../proto.js';
-import { OnnxDataType } from '../proto.js';
 import { asOnnxRuntimeBackend } from '../backend.js';
 import type { OnnxRuntimeBackend } from '../backend.js';
-import { msDomains, symbolicShape } from './graph-util.js';
+import { floatValue, msDomains } from './graph-util.js';
 
-const F = OnnxDataType.float;
 
 type Activation = 'linear' | 'relu' | 'relu6' | 'prelu' | 'leakyrelu' | 'sigmoid' | 'elu';
 
@@ -92,12 +90,12 @@ function runMatMul(backend: OnnxRuntimeBackend, call: MatMulCall): TensorInfo {
           name: key,
           nodes,
           inputs: [
-            { name: 'a', elemType: F, shape: symbolicShape('a', a.shape.length) },
-            { name: 'b', elemType: F, shape: symbolicShape('b', b.shape.length) },
-            ...(bias ? [{ name: 'bias', elemType: F, shape: symbolicShape('bias', bias.shape.length) }] : []),
-            ...(preluWeights ? [{ name: 'alpha', elemType: F, shape: symbolicShape('alpha', preluWeights.shape.length) }] : []),
+            floatValue('a', a.shape.length),
+            floatValue('b', b.shape.length),
+            ...(bias ? [floatValue('bias', bias.shape.length)] : []),
+            ...(preluWeights ? [floatValue('alpha', preluWeights.shape.length)] : []),
           ],
-          outputs: [{ name: 'y', elemType: F, shape: symbolicShape('y', outShape.length) }],
+          outputs: [floatValue('y', outShape.length)],
         },
         options: msDomains,
       };

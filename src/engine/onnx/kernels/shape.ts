@@ -6,7 +6,7 @@ import { tf } from '../../tf.js';
 import type { OnnxValueInfo } from '../proto.js';
 import { OnnxDataType } from '../proto.js';
 import { allFloat32, defineKernel, sizeOf, tooSmallForOrt } from './define.js';
-import { symbolicShape } from './graph-util.js';
+import { floatValue, symbolicShape } from './graph-util.js';
 
 const F = OnnxDataType.float;
 const I64 = OnnxDataType.int64;
@@ -16,7 +16,6 @@ const i64 = (values: readonly number[]): { data: BigInt64Array; dims: number[] }
   dims: [values.length],
 });
 
-const floatInput = (name: string, rank: number): OnnxValueInfo => ({ name, elemType: F, shape: symbolicShape(`${name}_`, rank) });
 const i64Input = (name: string): OnnxValueInfo => ({ name, elemType: I64, shape: [`${name}_n`] });
 
 /** Whether `perm` keeps the dimensions larger than 1 in order: the transpose then moves no data. */
@@ -42,8 +41,8 @@ const transpose = defineKernel('Transpose', (backend, inputs, attrs) => {
       graph: {
         name: 'transpose',
         nodes: [{ opType: 'Transpose', inputs: ['x'], outputs: ['y'], attributes: { perm } }],
-        inputs: [floatInput('x', x.shape.length)],
-        outputs: [floatInput('y', outShape.length)],
+        inputs: [floatValue('x', x.shape.length)],
+        outputs: [floatValue('y', outShape.length)],
       },
     }),
     [x],
@@ -59,8 +58,8 @@ function sliceGraph(backend: Parameters<Parameters<typeof defineKernel>[1]>[0], 
     graph: {
       name: 'slice',
       nodes: [{ opType: 'Slice', inputs: ['x', 'starts', 'ends'], outputs: ['y'] }],
-      inputs: [floatInput('x', rank), i64Input('starts'), i64Input('ends')],
-      outputs: [floatInput('y', rank)],
+      inputs: [floatValue('x', rank), i64Input('starts'), i64Input('ends')],
+      outputs: [floatValue('y', rank)],
     },
   }));
   const out = backend.output(size);
@@ -90,8 +89,8 @@ const splitV = defineKernel('SplitV', (backend, inputs, attrs) => {
     graph: {
       name: 'split',
       nodes: [{ opType: 'Split', inputs: ['x', 'split'], outputs: sizes.map((_, i) => `y${i}`), attributes: { axis } }],
-      inputs: [floatInput('x', rank), i64Input('split')],
-      outputs: sizes.map((_, i) => floatInput(`y${i}`, rank)),
+      inputs: [floatValue('x', rank), i64Input('split')],
+      outputs: sizes.map((_, i) => floatValue(`y${i}`, rank)),
     },
   }));
   const outs = sizes.map((s) => backend.output(x.shape.map((d, i) => (i === axis ? s : d))));
@@ -113,8 +112,8 @@ const concat = defineKernel('Concat', (backend, inputs, attrs) => {
       graph: {
         name: 'concat',
         nodes: [{ opType: 'Concat', inputs: nonEmpty.map((_, i) => `x${i}`), outputs: ['y'], attributes: { axis } }],
-        inputs: nonEmpty.map((_, i) => floatInput(`x${i}`, rank)),
-        outputs: [floatInput('y', rank)],
+        inputs: nonEmpty.map((_, i) => floatValue(`x${i}`, rank)),
+        outputs: [floatValue('y', rank)],
       },
     }),
     nonEmpty,
@@ -135,8 +134,8 @@ const padV2 = defineKernel('PadV2', (backend, inputs, attrs) => {
     graph: {
       name: 'pad',
       nodes: [{ opType: 'Pad', inputs: ['x', 'pads', 'value'], outputs: ['y'], attributes: { mode: 'constant' } }],
-      inputs: [floatInput('x', rank), i64Input('pads'), { name: 'value', elemType: F, shape: [] }],
-      outputs: [floatInput('y', rank)],
+      inputs: [floatValue('x', rank), i64Input('pads'), { name: 'value', elemType: F, shape: [] }],
+      outputs: [floatValue('y', rank)],
     },
   }));
   const out = backend.output(outShape);
@@ -167,8 +166,8 @@ const gatherV2 = defineKernel('GatherV2', (backend, inputs, attrs) => {
       graph: {
         name: 'gather',
         nodes: [{ opType: 'Gather', inputs: ['x', 'i'], outputs: ['y'], attributes: { axis } }],
-        inputs: [floatInput('x', x.shape.length), { name: 'i', elemType: OnnxDataType.int32, shape: symbolicShape('i_', indices.shape.length) }],
-        outputs: [floatInput('y', outShape.length)],
+        inputs: [floatValue('x', x.shape.length), { name: 'i', elemType: OnnxDataType.int32, shape: symbolicShape('i_', indices.shape.length) }],
+        outputs: [floatValue('y', outShape.length)],
       },
     }),
     [x, indices],
@@ -187,8 +186,8 @@ const tile = defineKernel('Tile', (backend, inputs, attrs) => {
     graph: {
       name: 'tile',
       nodes: [{ opType: 'Tile', inputs: ['x', 'reps'], outputs: ['y'] }],
-      inputs: [floatInput('x', rank), i64Input('reps')],
-      outputs: [floatInput('y', rank)],
+      inputs: [floatValue('x', rank), i64Input('reps')],
+      outputs: [floatValue('y', rank)],
     },
   }));
   const out = backend.output(outShape);

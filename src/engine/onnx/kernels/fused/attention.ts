@@ -6,12 +6,10 @@
 // per model scale and rank signature; models use one or a few).
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import type { OnnxNode } from '../../proto.js';
-import { OnnxDataType, int64Tensor } from '../../proto.js';
+import { int64Tensor } from '../../proto.js';
 import { defineKernel } from '../define.js';
-import { msDomains, symbolicShape } from '../graph-util.js';
+import { floatValue, msDomains } from '../graph-util.js';
 
-const F = OnnxDataType.float;
-const io = (name: string, rank: number) => ({ name, elemType: F, shape: symbolicShape(`${name}_`, rank) });
 
 function matMul(a: string, b: string, out: string, transA: number, transB: number, alpha: number): OnnxNode {
   return { opType: 'FusedMatMul', domain: 'com.microsoft', inputs: [a, b], outputs: [out], attributes: { transA, transB, alpha: { float: alpha } } };
@@ -35,8 +33,8 @@ const forward = defineKernel('PeftTsAttention', (backend, inputs, attrs) => {
           { opType: 'Softmax', inputs: ['sb'], outputs: ['p'], attributes: { axis: -1 } },
           { opType: 'MatMul', inputs: ['p', 'v'], outputs: ['y'] },
         ],
-        inputs: [io('q', rank), io('k', rank), io('v', rank), io('bias', bias.shape.length)],
-        outputs: [io('y', rank), ...(withProbs ? [io('p', rank)] : [])],
+        inputs: [floatValue('q', rank), floatValue('k', rank), floatValue('v', rank), floatValue('bias', bias.shape.length)],
+        outputs: [floatValue('y', rank), ...(withProbs ? [floatValue('p', rank)] : [])],
       },
       options: msDomains,
     }),
@@ -65,8 +63,8 @@ const backward = defineKernel('PeftTsAttentionGrad', (backend, inputs, attrs) =>
           matMul('ds', 'k', 'dq', 0, 0, scale),
           matMul('ds', 'q', 'dk', 1, 0, scale),
         ],
-        inputs: [io('dy', rank), io('o', rank), io('p', rank), io('q', rank), io('k', rank), io('v', rank)],
-        outputs: [io('dq', rank), io('dk', rank), io('dv', rank)],
+        inputs: [floatValue('dy', rank), floatValue('o', rank), floatValue('p', rank), floatValue('q', rank), floatValue('k', rank), floatValue('v', rank)],
+        outputs: [floatValue('dq', rank), floatValue('dk', rank), floatValue('dv', rank)],
       },
       options: msDomains,
     }),

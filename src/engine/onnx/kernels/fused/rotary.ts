@@ -2,12 +2,9 @@
 // R is linear with Rᵀ = -R, so dx = dy * cos - R(dy * sin), and -R([t1, t2]) = [t2, -t1].
 // cos/sin arrive broadcastable to x at x's rank.
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
-import { OnnxDataType } from '../../proto.js';
 import { defineKernel } from '../define.js';
-import { symbolicShape } from '../graph-util.js';
+import { floatValue } from '../graph-util.js';
 
-const F = OnnxDataType.float;
-const io = (name: string, rank: number) => ({ name, elemType: F, shape: symbolicShape(`${name}_`, rank) });
 
 const forward = defineKernel('PeftTsRotary', (backend, inputs) => {
   const [x, cos, sin] = inputs as [TensorInfo, TensorInfo, TensorInfo];
@@ -25,8 +22,8 @@ const forward = defineKernel('PeftTsRotary', (backend, inputs) => {
           { opType: 'Mul', inputs: ['rx', 'sin'], outputs: ['rs'] },
           { opType: 'Add', inputs: ['xc', 'rs'], outputs: ['y'] },
         ],
-        inputs: [io('x', rank), io('cos', rank), io('sin', rank)],
-        outputs: [io('y', rank)],
+        inputs: [floatValue('x', rank), floatValue('cos', rank), floatValue('sin', rank)],
+        outputs: [floatValue('y', rank)],
       },
     }),
     [x, cos, sin],
@@ -50,8 +47,8 @@ const backward = defineKernel('PeftTsRotaryGrad', (backend, inputs) => {
           { opType: 'Mul', inputs: ['dy', 'cos'], outputs: ['dc'] },
           { opType: 'Add', inputs: ['dc', 'rt'], outputs: ['dx'] },
         ],
-        inputs: [io('dy', rank), io('cos', rank), io('sin', rank)],
-        outputs: [io('dx', rank)],
+        inputs: [floatValue('dy', rank), floatValue('cos', rank), floatValue('sin', rank)],
+        outputs: [floatValue('dx', rank)],
       },
     }),
     [dy, cos, sin],

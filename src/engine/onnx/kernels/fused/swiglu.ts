@@ -3,12 +3,9 @@
 //   dU = dy * g * s
 //   dG = dy * u * s * (1 + g * (1 - s))
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
-import { OnnxDataType } from '../../proto.js';
 import { defineKernel } from '../define.js';
-import { symbolicShape } from '../graph-util.js';
+import { floatValue } from '../graph-util.js';
 
-const F = OnnxDataType.float;
-const io = (name: string, rank: number) => ({ name, elemType: F, shape: symbolicShape(`${name}_`, rank) });
 
 const forward = defineKernel('PeftTsSwiGlu', (backend, inputs) => {
   const [gate, up] = inputs as [TensorInfo, TensorInfo];
@@ -23,8 +20,8 @@ const forward = defineKernel('PeftTsSwiGlu', (backend, inputs) => {
           { opType: 'Mul', inputs: ['g', 's'], outputs: ['act'] },
           { opType: 'Mul', inputs: ['act', 'u'], outputs: ['y'] },
         ],
-        inputs: [io('g', rank), io('u', rank)],
-        outputs: [io('y', rank)],
+        inputs: [floatValue('g', rank), floatValue('u', rank)],
+        outputs: [floatValue('y', rank)],
       },
     }),
     [gate, up],
@@ -52,8 +49,8 @@ const backward = defineKernel('PeftTsSwiGluGrad', (backend, inputs) => {
           { opType: 'Mul', inputs: ['dy', 'u'], outputs: ['dy_u'] },
           { opType: 'Mul', inputs: ['dy_u', 'dsilu'], outputs: ['dg'] },
         ],
-        inputs: [io('dy', rank), io('g', rank), io('u', rank)],
-        outputs: [io('dg', rank), io('du', rank)],
+        inputs: [floatValue('dy', rank), floatValue('g', rank), floatValue('u', rank)],
+        outputs: [floatValue('dg', rank), floatValue('du', rank)],
       },
     }),
     [dy, gate, up],
