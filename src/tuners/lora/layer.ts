@@ -86,6 +86,12 @@ export abstract class LoraLayer extends BaseTunerLayer {
     const dropout = this.lora_dropout.get(name)!;
     const input = dropout instanceof Identity ? x : dropout.forward(x, ctx);
     if (this.useDora.get(name)) return doraForward(this, name, x, input, baseOutput);
+    const a = this.lora_A.get(name);
+    const b = this.lora_B.get(name);
+    if (a instanceof Linear && b instanceof Linear && b.bias === null) {
+      // B(s · A x): the scaling multiplies the rank-r activations, not the full-width output (equal up to rounding).
+      return b.forward(tf.mul(a.forward(input), this.scaling.get(name)!));
+    }
     return tf.mul(this.loraBranch(input, name), this.scaling.get(name)!);
   }
 
