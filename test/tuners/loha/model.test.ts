@@ -165,7 +165,7 @@ describe('LoHa parameter counts', () => {
 
 describe('LoHa adapters: several, merge, unload, options', () => {
   test('a second adapter is inactive and frozen until set; both active add their deltas; merged = unmerged; delete refuses while merged', async () => {
-    const peft = getPeftModel(await TinyConvNet.fromFixture(), new LoHaConfig({ r: 4, targetModules: convTargets, initWeights: false }));
+    const peft = getPeftModel(await TinyConvNet.fromFixture(), new LoHaConfig({ r: 4, targetModules: convTargets, initWeights: false }), { seed: 7 });
     const input = x();
     const base = peft.disableAdapter(() => peft.forward(input));
     const first = peft.forward(input);
@@ -192,7 +192,8 @@ describe('LoHa adapters: several, merge, unload, options', () => {
     peft.deleteAdapter('second');
     assert.deepEqual(peft.activeAdapters, ['default']);
     assert.ok(!conv2d.hada_t1.has('second'));
-    assert.ok(diff(peft.forward(input), first) < 1e-6);
+    // The merge round trip leaves the base weights a few float32 ulps of |ΔW| off, as in the unmerge check above.
+    assert.ok(diff(peft.forward(input), first) < 1e-5);
     const unloaded = peft.unload();
     assert.ok(!hasTunerLayer(unloaded));
     assert.ok(diff(unloaded.forward(input), base) < 1e-5);
