@@ -1,8 +1,8 @@
 // ONNX Runtime from Node, synchronously. onnxruntime-node's public `InferenceSession.run` is async (it defers
 // the native call to setImmediate), but TF.js kernels are synchronous; the package's native binding, which its
-// public API wraps, runs synchronously. We use that binding directly, with onnxruntime-common's Tensor
-// (the class the binding was initialised with), so feeds are views of TF.js's own typed arrays and outputs are
-// written into arrays we allocate: no copies either way.
+// public API wraps, runs synchronously. We use that binding directly: feeds are views of TF.js's own typed
+// arrays and outputs are written into arrays we allocate. (onnxruntime-node 1.30's binding still copies each
+// output into a new ArrayBuffer for its return value, which we drop.)
 import { createRequire } from 'node:module';
 import { BackendUnavailableError } from '../../errors.js';
 import type { OnnxElemType, OnnxGraph, OnnxModelOptions } from './proto.js';
@@ -17,7 +17,6 @@ interface OrtTensor {
   readonly data: OrtTypedArray;
   readonly location?: 'cpu';
 }
-type OrtTensorConstructor = new (type: OrtTypeName, data: OrtTypedArray, dims: readonly number[]) => OrtTensor;
 
 interface NativeSession {
   loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: object): void;
@@ -29,8 +28,6 @@ interface NativeSession {
 
 interface OrtModules {
   Session: new () => NativeSession;
-  Tensor: OrtTensorConstructor;
-  version: string;
 }
 
 let modules: OrtModules | undefined;
@@ -45,13 +42,12 @@ export function loadOrt(): OrtModules {
   if (loadError !== undefined) throw loadError;
   try {
     const require = createRequire(import.meta.url);
-    const ort = require(ortPackage) as { Tensor: OrtTensorConstructor; env: { versions: { node?: string; common?: string } } };
     const { binding, initOrt } = require(`${ortPackage}/dist/binding.js`) as {
       binding: { InferenceSession: new () => NativeSession };
       initOrt(): void;
     };
     initOrt();
-    modules = { Session: binding.InferenceSession, Tensor: ort.Tensor, version: ort.env.versions.common ?? 'unknown' };
+    modules = { Session: binding.InferenceSession };
     return modules;
   } catch (cause) {
     loadError = new BackendUnavailableError(
@@ -72,10 +68,6 @@ let ortOptions: OrtOptions = { threads: 1 };
 
 export function configureOrt(options: OrtOptions): void {
   ortOptions = options;
-}
-
-export function ortThreads(): number {
-  return ortOptions.threads;
 }
 
 function sessionOptions(): object {
