@@ -1,7 +1,7 @@
 // peft-ts public API. Only what is exported here is public; deep imports into dist/ are not supported.
 
 // Engine: TensorFlow.js (re-exported as `tf`) and backend selection.
-export { tf, setBackend, ensureBackend, getBackend, backendNames, backendEnvVar } from './engine/index.js';
+export { tf, setBackend, ensureBackend, getBackend, backendNames, backendEnvVar, setFusedKernels } from './engine/index.js';
 export type { BackendName } from './engine/index.js';
 
 // Errors.
