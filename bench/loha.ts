@@ -15,6 +15,7 @@ import type { AnyPeftConfig } from '../src/tuners/registry.js';
 import { LoHaConfig } from '../src/tuners/loha/config.js';
 import { LoraConfig } from '../src/tuners/lora/config.js';
 import { median, timeMs } from './common.js';
+import { makeTrainStep } from './llama-cases.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,22 +53,14 @@ function runner(method: string, config: AnyPeftConfig): Runner {
   const [trainable] = peft.getNbTrainableParameters();
   const ids = Array.from({ length: batch }, (_, b) => Array.from({ length: seq }, (_, i) => (b * 131 + i * 7919) % 1024));
   const vars = peft.parameters().filter((p) => p.trainable);
-  const optimizer = tf.train.adam(1e-3);
   const model = peft.model;
+  const train = makeTrainStep(model, vars, ids);
   return {
     method,
     trainable,
     step() {
       peft.train();
-      const { value, grads } = tf.variableGrads(() => {
-        const out = model.forward({ inputIds: ids, labels: ids });
-        out.logits.dispose();
-        return out.loss!;
-      }, vars);
-      optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
-      value.dataSync();
-      value.dispose();
-      for (const g of Object.values(grads)) g.dispose();
+      train.step();
     },
     forward() {
       peft.eval();
@@ -76,7 +69,7 @@ function runner(method: string, config: AnyPeftConfig): Runner {
       disposeOutput(out);
     },
     dispose() {
-      optimizer.dispose();
+      train.dispose();
       peft.dispose();
     },
   };

@@ -48,7 +48,7 @@ export class OnnxRuntimeBackend extends MathBackendCPU {
 
   /** A new output tensor whose array ONNX Runtime writes into. */
   output(shape: readonly number[], dtype: DataType = 'float32'): { info: TensorInfo; value: OrtValue } {
-    const size = shape.reduce((a, b) => a * b, 1);
+    const size = tf.util.sizeFromShape([...shape]);
     const data = dtype === 'int32' ? new Int32Array(size) : dtype === 'bool' ? new Uint8Array(size) : this.pool.take(size);
     return { info: this.makeTensorInfo([...shape], dtype, data), value: { data, dims: shape } };
   }

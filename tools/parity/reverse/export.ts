@@ -12,6 +12,7 @@ import { join, relative, resolve } from 'node:path';
 import { setBackend, tf } from '../../../src/engine/index.js';
 import { loadSafetensors, saveSafetensors } from '../../../src/io/index.js';
 import { AutoModelForCausalLM, AutoModelForSequenceClassification } from '../../../src/models/auto.js';
+import { mulberry32 } from '../../../src/nn/index.js';
 import type { Module } from '../../../src/nn/index.js';
 import { getPeftModel } from '../../../src/peft-model.js';
 import type { AdaptableModel, PeftModel } from '../../../src/peft-model.js';
@@ -39,16 +40,6 @@ const BASE_KIND: Record<BaseName, BaseKind> = {
 // seeded values (independent of the TF.js backend)
 // ---------------------------------------------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** N(0, std^2) samples (Box-Muller on mulberry32). */
 function gaussian(shape: readonly number[], std: number, rng: () => number): tf.Tensor {

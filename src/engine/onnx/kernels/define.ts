@@ -1,16 +1,22 @@
 // Declaring an onnxruntime kernel: a function that either runs an ONNX graph or returns `undefined`, in which
 // case TF.js's cpu kernel of the same name runs (dtypes or attributes our graph does not cover).
-import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../tf.js';
 import type { OnnxRuntimeBackend } from '../backend.js';
 import { asOnnxRuntimeBackend, onnxRuntimeBackendName } from '../backend.js';
 
-export type OrtKernelFunc = (backend: OnnxRuntimeBackend, inputs: TensorInfo[], attrs: NamedAttrMap) => TensorInfo | TensorInfo[] | undefined;
+/** `inputs` in order, without absent optional ones; `named` as TF.js passes them. */
+export type OrtKernelFunc = (
+  backend: OnnxRuntimeBackend,
+  inputs: TensorInfo[],
+  attrs: NamedAttrMap,
+  named: NamedTensorInfoMap,
+) => TensorInfo | TensorInfo[] | undefined;
 
 export function defineKernel(kernelName: string, run: OrtKernelFunc): KernelConfig {
   const kernelFunc: KernelFunc = (args) => {
     const inputs = Object.values(args.inputs).filter((t): t is TensorInfo => t !== undefined);
-    const out = run(asOnnxRuntimeBackend(args.backend), inputs, args.attrs ?? {});
+    const out = run(asOnnxRuntimeBackend(args.backend), inputs, args.attrs ?? {}, args.inputs);
     return out ?? tf.getKernel(kernelName, 'cpu').kernelFunc(args);
   };
   return { kernelName, backendName: onnxRuntimeBackendName, kernelFunc };
@@ -20,11 +26,6 @@ export function allFloat32(inputs: readonly TensorInfo[]): boolean {
   return inputs.every((t) => t.dtype === 'float32');
 }
 
-export function sizeOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
 
 /**
  * Below this many output elements, element-wise and data-movement kernels stay on TF.js's JavaScript loops: an
@@ -40,6 +41,6 @@ export function setOrtMinElements(n: number): number {
   return previous;
 }
 
-export function tooSmallForOrt(shape: readonly number[]): boolean {
-  return sizeOf(shape) < minElements;
+export function tooSmallForOrt(shape: number[]): boolean {
+  return tf.util.sizeFromShape(shape) < minElements;
 }

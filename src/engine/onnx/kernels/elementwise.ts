@@ -6,7 +6,7 @@ import { tf } from '../../tf.js';
 import type { OnnxElemType, OnnxNode } from '../proto.js';
 import { OnnxDataType, int64Tensor } from '../proto.js';
 import type { OrtKernelFunc } from './define.js';
-import { allFloat32, defineKernel, sizeOf, tooSmallForOrt } from './define.js';
+import { allFloat32, defineKernel, tooSmallForOrt } from './define.js';
 import { floatValue, symbolicShape } from './graph-util.js';
 
 const F = OnnxDataType.float;
@@ -17,13 +17,13 @@ function runNodes(
   backend: Parameters<OrtKernelFunc>[0],
   key: string,
   inputs: readonly TensorInfo[],
-  outShape: readonly number[],
+  outShape: number[],
   nodes: () => OnnxNode[],
   outType: { elem: OnnxElemType; dtype: 'float32' | 'bool' } = { elem: F, dtype: 'float32' },
   initializers: () => ReturnType<typeof int64Tensor>[] = () => [],
 ): TensorInfo {
   const fullKey = `${key}|${inputs.map((t) => t.shape.length).join(',')}`;
-  if (sizeOf(outShape) === 0) return backend.makeTensorInfo([...outShape], outType.dtype, outType.dtype === 'bool' ? new Uint8Array(0) : new Float32Array(0));
+  if (tf.util.sizeFromShape(outShape) === 0) return backend.makeTensorInfo([...outShape], outType.dtype, outType.dtype === 'bool' ? new Uint8Array(0) : new Float32Array(0));
   const [y] = backend.runGraph(
     fullKey,
     () => ({

@@ -1,10 +1,10 @@
 // BatchMatMul and _FusedMatMul as ONNX Runtime's FusedMatMul (com.microsoft): a matmul with the transposes of
 // the last two dimensions folded into the GEMM, numpy batch broadcasting, one graph per rank/flag signature.
-import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../tf.js';
 import type { OnnxNode } from '../proto.js';
-import { asOnnxRuntimeBackend } from '../backend.js';
 import type { OnnxRuntimeBackend } from '../backend.js';
+import { allFloat32, defineKernel } from './define.js';
 import { floatValue, msDomains } from './graph-util.js';
 
 
@@ -106,25 +106,17 @@ function runMatMul(backend: OnnxRuntimeBackend, call: MatMulCall): TensorInfo {
   return out!;
 }
 
-/** Falls back to the cpu kernel for dtypes ONNX Runtime's MatMul is not asked to handle here. */
-function withCpuFallback(kernelName: string, ours: KernelFunc): KernelFunc {
-  return (args) => {
-    // Optional inputs (_FusedMatMul's bias, preluActivationWeights) are present as undefined.
-    const inputs = Object.values(args.inputs).filter((t): t is TensorInfo => t !== undefined);
-    if (inputs.every((t) => t.dtype === 'float32')) return ours(args);
-    const cpu = tf.getKernel(kernelName, 'cpu');
-    return cpu.kernelFunc(args);
-  };
-}
-
-const batchMatMul: KernelFunc = ({ inputs, backend, attrs }) => {
-  const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
+// Other dtypes, and the cases noted, return undefined: TF.js's cpu kernel runs instead.
+const batchMatMul = defineKernel('BatchMatMul', (backend, inputs, attrs, named) => {
+  if (!allFloat32(inputs)) return undefined;
+  const { a, b } = named as { a: TensorInfo; b: TensorInfo };
   const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
-  return runMatMul(asOnnxRuntimeBackend(backend), { a, b, transposeA, transposeB });
-};
+  return runMatMul(backend, { a, b, transposeA, transposeB });
+});
 
-const fusedMatMul: KernelFunc = ({ inputs, backend, attrs }) => {
-  const { a, b, bias, preluActivationWeights } = inputs as { a: TensorInfo; b: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo };
+const fusedMatMul = defineKernel('_FusedMatMul', (backend, inputs, attrs, named) => {
+  if (!allFloat32(inputs)) return undefined;
+  const { a, b, bias, preluActivationWeights } = named as { a: TensorInfo; b: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo };
   const { transposeA, transposeB, activation, leakyreluAlpha } = attrs as unknown as {
     transposeA: boolean;
     transposeB: boolean;
@@ -133,15 +125,8 @@ const fusedMatMul: KernelFunc = ({ inputs, backend, attrs }) => {
   };
   // An empty inner dimension: the product is zeros, but bias and activation still apply (as TF.js's cpu kernel does).
   const inner = transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
-  if (inner === 0 && (bias !== undefined || activation !== 'linear') && !matMulShape(a, b, transposeA, transposeB).includes(0)) {
-    return tf.getKernel('_FusedMatMul', 'cpu').kernelFunc({ inputs, backend, attrs });
-  }
-  return runMatMul(asOnnxRuntimeBackend(backend), {
-    a, b, transposeA, transposeB, bias, preluWeights: preluActivationWeights, activation, leakyreluAlpha,
-  });
-};
+  if (inner === 0 && (bias !== undefined || activation !== 'linear') && !matMulShape(a, b, transposeA, transposeB).includes(0)) return undefined;
+  return runMatMul(backend, { a, b, transposeA, transposeB, bias, preluWeights: preluActivationWeights, activation, leakyreluAlpha });
+});
 
-export const matMulKernels: readonly KernelConfig[] = [
-  { kernelName: 'BatchMatMul', backendName: 'onnxruntime', kernelFunc: withCpuFallback('BatchMatMul', batchMatMul) },
-  { kernelName: '_FusedMatMul', backendName: 'onnxruntime', kernelFunc: withCpuFallback('_FusedMatMul', fusedMatMul) },
-];
+export const matMulKernels: readonly KernelConfig[] = [batchMatMul, fusedMatMul];

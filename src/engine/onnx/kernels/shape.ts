@@ -5,7 +5,7 @@ import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../tf.js';
 import type { OnnxValueInfo } from '../proto.js';
 import { OnnxDataType } from '../proto.js';
-import { allFloat32, defineKernel, sizeOf, tooSmallForOrt } from './define.js';
+import { allFloat32, defineKernel, tooSmallForOrt } from './define.js';
 import { floatValue, symbolicShape } from './graph-util.js';
 
 const F = OnnxDataType.float;
@@ -33,7 +33,7 @@ const transpose = defineKernel('Transpose', (backend, inputs, attrs) => {
     backend.incRef(x.dataId);
     return { dataId: x.dataId, shape: outShape, dtype: x.dtype };
   }
-  if (!allFloat32(inputs) || sizeOf(x.shape) === 0 || tooSmallForOrt(x.shape)) return undefined;
+  if (!allFloat32(inputs) || tf.util.sizeFromShape(x.shape) === 0 || tooSmallForOrt(x.shape)) return undefined;
   const key = `Transpose:${perm.join(',')}`;
   return backend.runGraph(
     key,
@@ -72,7 +72,7 @@ const slice = defineKernel('Slice', (backend, inputs, attrs) => {
   if (!allFloat32(inputs)) return undefined;
   const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs['begin'] as number[], attrs['size'] as number[]);
   // A contiguous slice is a zero-copy view in the cpu kernel.
-  if (sizeOf(size) === 0 || tooSmallForOrt(size) || tf.slice_util.isSliceContinous(x.shape, begin, size)) return undefined;
+  if (tf.util.sizeFromShape(size) === 0 || tooSmallForOrt(size) || tf.slice_util.isSliceContinous(x.shape, begin, size)) return undefined;
   return sliceGraph(backend, x, begin, size);
 });
 
@@ -99,7 +99,7 @@ const splitV = defineKernel('SplitV', (backend, inputs, attrs) => {
 });
 
 const concat = defineKernel('Concat', (backend, inputs, attrs) => {
-  const nonEmpty = inputs.filter((t) => sizeOf(t.shape) > 0);
+  const nonEmpty = inputs.filter((t) => tf.util.sizeFromShape(t.shape) > 0);
   if (!allFloat32(inputs) || nonEmpty.length < 2) return undefined;
   const rank = nonEmpty[0]!.shape.length;
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, nonEmpty[0]!.shape)[0]!;
@@ -123,7 +123,7 @@ const concat = defineKernel('Concat', (backend, inputs, attrs) => {
 
 const padV2 = defineKernel('PadV2', (backend, inputs, attrs) => {
   const [x] = inputs as [TensorInfo];
-  if (!allFloat32(inputs) || sizeOf(x.shape) === 0) return undefined;
+  if (!allFloat32(inputs) || tf.util.sizeFromShape(x.shape) === 0) return undefined;
   const paddings = attrs['paddings'] as [number, number][];
   const constantValue = attrs['constantValue'] as number;
   const rank = x.shape.length;
@@ -151,7 +151,7 @@ const gatherV2 = defineKernel('GatherV2', (backend, inputs, attrs) => {
   if (x.dtype !== 'float32' || indices.dtype !== 'int32' || (attrs['batchDims'] as number) !== 0) return undefined;
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, x.shape)[0]!;
   const outShape = [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
-  if (sizeOf(outShape) === 0 || tooSmallForOrt(outShape)) return undefined;
+  if (tf.util.sizeFromShape(outShape) === 0 || tooSmallForOrt(outShape)) return undefined;
   // TF.js checks indices here; ONNX Runtime would accept negative ones.
   const idx = backend.values(indices);
   const n = x.shape[axis]!;
@@ -178,7 +178,7 @@ const gatherV2 = defineKernel('GatherV2', (backend, inputs, attrs) => {
 const tile = defineKernel('Tile', (backend, inputs, attrs) => {
   const [x] = inputs as [TensorInfo];
   const reps = attrs['reps'] as number[];
-  if (!allFloat32(inputs) || sizeOf(x.shape) === 0 || reps.some((r) => r === 0)) return undefined;
+  if (!allFloat32(inputs) || tf.util.sizeFromShape(x.shape) === 0 || reps.some((r) => r === 0)) return undefined;
   const rank = x.shape.length;
   const outShape = x.shape.map((d, i) => d * reps[i]!);
   if (tooSmallForOrt(outShape)) return undefined;
