@@ -1,8 +1,7 @@
 import type { ForwardContext } from '../nn/context.js';
-import { KVCache } from './cache.js';
 import type { ResolvedGenerationOptions } from './config.js';
 import type { GenerativeModel } from './generate.js';
-import { DecodingState } from './generate.js';
+import { DecodingState, createDecodingCache } from './generate.js';
 import { applyMinNewTokens, applyRepetitionPenalty, logSoftmax } from './logits-process.js';
 
 // Beam search as transformers' BeamSearchScorer + BeamHypotheses: finished hypotheses are stored without their
@@ -60,7 +59,7 @@ export async function beamSearch(
   const batch = prompts.length;
   const promptLength = prompts[0]!.length;
   const expand = <T>(rows: T[][]) => rows.flatMap((r) => Array.from({ length: k }, () => [...r]));
-  let state = new DecodingState(expand(prompts), expand(mask), o.useCache ? (model.createCache?.() ?? new KVCache()) : undefined);
+  let state = new DecodingState(expand(prompts), expand(mask), createDecodingCache(model, o, promptLength));
   // Only the first beam of each prompt is live at the start, so the first step does not pick k copies.
   let beamScores: number[] = Array.from({ length: batch * k }, (_, i) => (i % k === 0 ? 0 : -1e9));
   const hyps = prompts.map(() => new BeamHypotheses(k, o.lengthPenalty, o.earlyStopping, o.maxNewTokens));

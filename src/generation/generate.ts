@@ -69,6 +69,14 @@ export class DecodingState {
   }
 }
 
+/** The model's cache for one generate call, sized for prompt plus new tokens; undefined without `useCache`. */
+export function createDecodingCache(model: GenerativeModel, o: ResolvedGenerationOptions, promptLength: number): KVCache | undefined {
+  if (!o.useCache) return undefined;
+  const cache = model.createCache?.() ?? new KVCache();
+  cache.reserve(promptLength + o.maxNewTokens);
+  return cache;
+}
+
 /**
  * transformers' `generate` for decoder-only models: greedy, sampling (temperature, top-k, top-p, seeded) or
  * beam search, with left-padded batches and a KV cache. Returns each prompt row followed by its new tokens;
@@ -89,11 +97,7 @@ export async function generate(
   if (resolved.numBeams > 1) return beamSearch(model, prompts, mask, resolved, ctx);
   // Several samples per prompt: each prompt repeated, its copies adjacent, as transformers expands inputs.
   const copies = <T>(rows: T[][]) => rows.flatMap((r) => Array.from({ length: resolved.numReturnSequences }, () => [...r]));
-  const state = new DecodingState(
-    copies(prompts),
-    copies(mask),
-    resolved.useCache ? (model.createCache?.() ?? new KVCache()) : undefined,
-  );
+  const state = new DecodingState(copies(prompts), copies(mask), createDecodingCache(model, resolved, prompts[0]!.length));
   try {
     await decodeGreedyOrSample(model, state, resolved, ctx);
   } finally {

@@ -1,5 +1,6 @@
 import { tf } from '../engine/tf.js';
 import type { ForwardContext } from './context.js';
+import type { FusedProjection } from '../engine/fused/decoder-layer.js';
 import { defaultLayerInit, zeros } from './init.js';
 import type { LayerInitOptions } from './init.js';
 import { assertLastDim, Module } from './module.js';
@@ -36,6 +37,11 @@ export class Linear extends Module implements AdaptableLayer {
   forward(x: tf.Tensor, _ctx?: ForwardContext): tf.Tensor {
     assertLastDim(x, this.inFeatures, 'Linear');
     return linear(x, this.weight, this.bias);
+  }
+
+  /** W and b, for fused kernels. */
+  fusedProjection(): FusedProjection {
+    return { weight: this.weight, bias: this.bias };
   }
 
   override extraRepr(): string {

@@ -2,6 +2,7 @@ import { tf } from '../engine/tf.js';
 import { ShapeError, StateDictError } from '../errors.js';
 import type { ShapeMismatch } from '../errors.js';
 import type { ForwardContext } from './context.js';
+import type { FusedProjection } from '../engine/fused/decoder-layer.js';
 
 /** A trainable (or frozen) weight. `trainable` is TF.js's name for PyTorch's `requires_grad`. */
 export type Parameter = tf.Variable;
@@ -324,6 +325,11 @@ export abstract class Module {
 /** A module that maps one tensor to one tensor: what adapters wrap and what models call. */
 export interface Layer extends Module {
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor;
+  /**
+   * This layer as `x Wᵀ + b (+ low-rank term)` for fused kernels, given the input's leading dims `[B, S]`;
+   * undefined (or absent) when it is not one: the caller then runs `forward`.
+   */
+  fusedProjection?(lead: readonly number[], ctx?: ForwardContext): FusedProjection | undefined;
 }
 
 /** A layer an adapter can target: reports its kind and exposes its weight. */

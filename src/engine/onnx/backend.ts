@@ -57,18 +57,18 @@ export class OnnxRuntimeBackend extends MathBackendCPU {
     return this.graphs.get(key, build);
   }
 
-  /** Runs a cached graph on tensors and returns its outputs as new tensors. */
+  /** Runs a cached graph on tensors (or raw values, such as int64 sizes) and returns its outputs as new tensors. */
   runGraph(
     key: string,
     build: () => { graph: OnnxGraph; options?: OnnxModelOptions },
-    inputs: readonly TensorInfo[],
+    inputs: readonly (TensorInfo | OrtValue)[],
     outputs: readonly { shape: readonly number[]; dtype?: DataType }[],
   ): TensorInfo[] {
     const g = this.graph(key, build);
     const made = outputs.map((o) => this.output(o.shape, o.dtype));
     try {
       g.run(
-        inputs.map((t) => this.feed(t)),
+        inputs.map((t) => ('dataId' in t ? this.feed(t) : t)),
         made.map((m) => m.value),
       );
     } catch (error) {

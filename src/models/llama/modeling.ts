@@ -22,6 +22,7 @@ import type { CausalLMInput } from '../outputs.js';
 import { parseLlamaConfig } from './config.js';
 import type { AttentionLayerType, LlamaConfig } from './config.js';
 import { computeRopeInvFreq } from './rope.js';
+import { fusedLlamaDecoderLayer } from './fused-layer.js';
 import type { RopeType } from './rope.js';
 
 // One decoder implementation for Llama and the architectures transformers copies it into (Mistral, Qwen2): they
@@ -220,6 +221,8 @@ export class LlamaDecoderLayer extends Module {
     cache: KVCache | undefined,
     ctx?: ForwardContext,
   ): tf.Tensor3D {
+    const fused = fusedLlamaDecoderLayer(this, hidden, positionEmbeddings, bias, cache, ctx);
+    if (fused) return fused;
     return tf.tidy(() => {
       const normed = this.input_layernorm.forward(hidden, ctx) as tf.Tensor3D;
       const afterAttn = tf.add(hidden, this.self_attn.forward(normed, positionEmbeddings, bias, cache, ctx));

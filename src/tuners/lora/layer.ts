@@ -9,7 +9,8 @@ import { kaimingUniform, normal, zeros } from '../../nn/init.js';
 import { Linear } from '../../nn/linear.js';
 import type { AdaptableLayer, Layer } from '../../nn/module.js';
 import { BaseTunerLayer } from '../tuner-layer.js';
-import { xloraLayerForward } from '../xlora/layer.js';
+import { xloraFusedProjection, xloraLayerForward } from '../xlora/layer.js';
+import type { FusedProjection } from '../../engine/fused/decoder-layer.js';
 import { doraForward, doraMagnitude, doraMerged, doraUnmerged, doraWeightNorm } from './dora.js';
 
 /** Everything `updateLayer` needs for one adapter, after rank/alpha patterns are resolved for this module. */
@@ -74,6 +75,34 @@ export abstract class LoraLayer extends BaseTunerLayer {
   override forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
     if (ctx?.xlora && !this.merged && !this.disableAdapters) return xloraLayerForward(this, x, ctx.xlora);
     return super.forward(x, ctx);
+  }
+
+  /**
+   * The base layer's W and b plus the active adapters' stacked A, B and per-column γ, for fused kernels (X-LoRA's
+   * per-token mix under its context). Undefined where the forward does more: DoRA, lora_B biases, active dropout.
+   */
+  fusedProjection(lead: readonly number[], ctx?: ForwardContext): FusedProjection | undefined {
+    if (this.kind !== 'linear' || (this.disableAdapters && this.merged)) return undefined; // forward unmerges first
+    const base = this.base_layer.fusedProjection?.(lead, ctx);
+    if (!base || this.disableAdapters || this.merged) return base;
+    if (ctx?.xlora) return xloraFusedProjection(this, base, lead, ctx.xlora);
+    const names = this.activeAdapters.filter((n) => this.hasAdapter(n));
+    if (names.length === 0) return base;
+    const plain = names.every((n) => {
+      const dropout = this.lora_dropout.get(n)!;
+      const b = this.lora_B.get(n);
+      return !this.useDora.get(n) && this.lora_A.get(n) instanceof Linear && b instanceof Linear && b.bias === null && (dropout instanceof Identity || !dropout.training);
+    });
+    if (!plain) return undefined;
+    const gammas = names.flatMap((n) => Array.from({ length: this.r.get(n)! }, () => this.scaling.get(n)!));
+    return {
+      ...base,
+      lowRank: {
+        a: tf.concat(names.map((n) => this.lora_A.get(n)!.weight), 0),
+        b: tf.concat(names.map((n) => this.lora_B.get(n)!.weight), 1),
+        scale: tf.tensor3d(gammas, [1, 1, gammas.length]),
+      },
+    };
   }
 
   /** Creates A and B for `name`, initialised as `initLoraWeights` says. */

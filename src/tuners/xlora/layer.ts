@@ -5,6 +5,7 @@
 import { tf } from '../../engine/tf.js';
 import { Identity } from '../../nn/container.js';
 import type { LoraLayer } from '../lora/layer.js';
+import type { FusedProjection } from '../../engine/fused/decoder-layer.js';
 
 /** Per-call X-LoRA state a LoRA layer reads from `ctx.xlora`. */
 export interface XLoraLayerState {
@@ -12,8 +13,10 @@ export interface XLoraLayerState {
   readonly mode: 'base' | 'dummy' | 'mix';
   /** Dummy scaling value for mode 'dummy'. */
   readonly dummyValue: number;
-  /** `[B, S, L, C]` scalings for mode 'mix'. */
+  /** `[B, S, L, C]` scalings for mode 'mix', as the classifier predicted them. */
   readonly scalings?: tf.Tensor4D;
+  /** The same after per-layer top-k / softmax-top-k ({@link effectiveScalings}): what the layers mix with. */
+  readonly effective?: tf.Tensor4D;
   /** Layer index ℓ of each X-LoRA layer (pre-order over LoRA-wrapped modules). */
   readonly layerIndex: ReadonlyMap<LoraLayer, number>;
   /** Expert adapter names in index order. */
@@ -50,6 +53,23 @@ export function processLayerScalings(slice: tf.Tensor3D, topK: number | null, so
   });
 }
 
+/** {@link processLayerScalings} for every layer at once: `[B, S, L, C]`, each (token, layer) row on its own. */
+export function effectiveScalings(scalings: tf.Tensor4D, topK: number | null, softmaxTopk: boolean): tf.Tensor4D {
+  if (topK === null && !softmaxTopk) return scalings.clone();
+  return tf.tidy(() => {
+    const [batch, seq, layers, experts] = scalings.shape;
+    const rows = tf.reshape(scalings, [batch, seq * layers, experts]) as tf.Tensor3D;
+    return tf.reshape(processLayerScalings(rows, topK, softmaxTopk), scalings.shape) as tf.Tensor4D;
+  });
+}
+
+/** This layer's `[B, S, C]` scalings: the dummy value (processed) in the scaling pass, else its slice of `effective`. */
+function layerScalings(state: XLoraLayerState, index: number, lead: readonly number[]): tf.Tensor3D {
+  const shape = [...lead, state.experts.length] as [number, number, number];
+  if (state.mode === 'dummy') return processLayerScalings(tf.fill(shape, state.dummyValue) as tf.Tensor3D, state.topK, state.softmaxTopk);
+  return tf.reshape(tf.slice(state.effective!, [0, 0, index, 0], [-1, -1, 1, -1]), shape) as tf.Tensor3D;
+}
+
 /** The X-LoRA forward of one LoRA layer (Linear, GPT-2 Conv1D or Embedding). */
 export function xloraLayerForward(layer: LoraLayer, x: tf.Tensor, state: XLoraLayerState): tf.Tensor {
   const index = state.layerIndex.get(layer);
@@ -58,12 +78,7 @@ export function xloraLayerForward(layer: LoraLayer, x: tf.Tensor, state: XLoraLa
     const base = layer.base_layer.forward(x);
     const isEmbedding = layer.kind === 'embedding';
     const lead = isEmbedding ? x.shape : x.shape.slice(0, -1); // [B, S]
-    const experts = state.experts.length;
-    const raw =
-      state.mode === 'dummy'
-        ? tf.fill([...lead, experts], state.dummyValue)
-        : tf.squeeze(tf.slice(state.scalings!, [0, 0, index, 0], [-1, -1, 1, -1]), [2]);
-    const scalings = processLayerScalings(raw as tf.Tensor3D, state.topK, state.softmaxTopk);
+    const scalings = layerScalings(state, index, lead);
     const present = state.experts.map((name, i) => ({ name, i })).filter(({ name }) => layer.hasAdapter(name));
     const factor = (i: number, name: string) => tf.mul(tf.slice(scalings, [0, 0, i], [-1, -1, 1]), layer.scaling.get(name)! * state.globalScalingWeight);
     if (isEmbedding) {
@@ -85,6 +100,27 @@ export function xloraLayerForward(layer: LoraLayer, x: tf.Tensor, state: XLoraLa
     }
     return out;
   });
+}
+
+/**
+ * {@link xloraLayerForward} as a fused-kernel projection: the base W, b plus the stacked experts, each column
+ * scaled per token by its expert's scaling times γ·g. Undefined where the forward takes the per-expert loop.
+ */
+export function xloraFusedProjection(layer: LoraLayer, base: FusedProjection, lead: readonly number[], state: XLoraLayerState): FusedProjection | undefined {
+  const index = state.layerIndex.get(layer);
+  if (index === undefined || state.mode === 'base') return base;
+  const present = state.experts.map((name, i) => ({ name, i })).filter(({ name }) => layer.lora_A.has(name));
+  if (present.length === 0) return base;
+  const dropoutActive = layer.training && present.some(({ name }) => !(layer.lora_dropout.get(name) instanceof Identity));
+  if (dropoutActive || present.some(({ name }) => layer.lora_B.get(name)!.bias !== null)) return undefined;
+  if (state.mode === 'mix' && !tf.util.arraysEqual(state.effective!.shape.slice(0, 2), [...lead])) return undefined;
+  // The scaling pass's dummy scalings are the same for every token: one row serves them all.
+  const rows = state.mode === 'dummy' ? [1, 1] : lead;
+  const { a, b, columnScales } = stackedFactors(layer, present, state.globalScalingWeight);
+  let s2 = tf.reshape(layerScalings(state, index, rows), [-1, state.experts.length]);
+  if (columnScales.shape[0] !== state.experts.length) s2 = tf.slice(s2, [0, 0], [-1, columnScales.shape[0]!]);
+  const scale = tf.reshape(tf.matMul(s2, columnScales), [...rows, a.shape[0]!]);
+  return { ...base, lowRank: { a, b, scale } };
 }
 
 /** Stacked expert factors of a layer, kept while the experts are frozen and unchanged (X-LoRA's default). */

@@ -14,7 +14,7 @@ import type { LoraModel } from '../lora/model.js';
 import { XLoraClassifier } from './classifier.js';
 import type { XLoraConfig } from './config.js';
 import type { XLoraLayerState } from './layer.js';
-import { releaseStackedExperts } from './layer.js';
+import { effectiveScalings, releaseStackedExperts } from './layer.js';
 import { ScalingsLog } from './scalings-log.js';
 
 /** Knobs that change behaviour at run time without touching the loaded config (saved with the model). */
@@ -45,6 +45,11 @@ export class XLoraCache extends KVCache {
 
   constructor(readonly nonGranularAfter?: number) {
     super();
+  }
+
+  override reserve(length: number): void {
+    super.reserve(length);
+    this.scalingPass.reserve(length);
   }
 
   override reorder(indices: readonly number[]): void {
@@ -155,11 +160,12 @@ export class XLoraModel extends Module {
     }
     const cache = (input.pastKeyValues as XLoraCache | undefined) ?? (input.useCache ? this.createCache() : undefined);
     const scalings = this.computeScalings(input, cache, ctx);
+    const effective = effectiveScalings(scalings, this.runtime.topKLora, this.config.enableSoftmaxTopk);
     try {
-      const out = this.inner.forward({ ...input, pastKeyValues: cache, useCache: false }, { ...ctx, xlora: this.layerState('mix', scalings) });
+      const out = this.inner.forward({ ...input, pastKeyValues: cache, useCache: false }, { ...ctx, xlora: this.layerState('mix', scalings, effective) });
       return cache ? { ...out, pastKeyValues: cache } : out;
     } finally {
-      scalings.dispose();
+      tf.dispose([scalings, effective]);
     }
   }
 
@@ -308,11 +314,12 @@ export class XLoraModel extends Module {
     this.internal_xlora_classifier.requiresGrad(true);
   }
 
-  private layerState(mode: XLoraLayerState['mode'], scalings?: tf.Tensor4D): XLoraLayerState {
+  private layerState(mode: XLoraLayerState['mode'], scalings?: tf.Tensor4D, effective?: tf.Tensor4D): XLoraLayerState {
     return {
       mode,
       dummyValue: this.runtime.scalingPassValue,
       ...(scalings ? { scalings } : {}),
+      ...(effective ? { effective } : {}),
       layerIndex: this.layerIndex,
       experts: this.experts,
       topK: this.runtime.topKLora,

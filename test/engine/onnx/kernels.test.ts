@@ -637,7 +637,8 @@ describe('onnxruntime kernels vs cpu', { skip }, () => {
     table([
       { name: 'small element-wise ops stay on the cpu kernels', fn: () => [tf.exp(T(small)), tf.add(T(small), T(small)), tf.transpose(T(small))], path: 'cpu' },
       { name: 'large element-wise ops go to ONNX Runtime', fn: () => tf.add(tf.exp(T(large)), T(large)), path: 'ort' },
-      { name: 'small matmuls still go to ONNX Runtime', fn: () => tf.matMul(T(small), T(small), false, true), path: 'ort' },
+      { name: 'small matmuls (under 16 x 1024 multiply-adds) stay on the cpu kernel', fn: () => tf.matMul(T(small), T(small), false, true), path: 'cpu' },
+      { name: 'larger matmuls go to ONNX Runtime', fn: () => tf.matMul(T(large), T(large), false, true), path: 'ort' },
     ]);
   });
 

@@ -29,8 +29,9 @@ export function allFloat32(inputs: readonly TensorInfo[]): boolean {
 
 /**
  * Below this many output elements, element-wise and data-movement kernels stay on TF.js's JavaScript loops: an
- * ONNX Runtime call costs ~10-20 us before any work, which dominates one-token decoding. Fused kernels and matmuls
- * always run in ONNX Runtime. `PEFT_TS_ORT_MIN_ELEMENTS` overrides (0: everything through ONNX Runtime).
+ * ONNX Runtime call costs ~10-20 us before any work, which dominates one-token decoding. Matmuls stay there below
+ * 16 times as many multiply-adds (X-LoRA's per-token column scales, rank-r LoRA products of one token); fused
+ * kernels always run in ONNX Runtime. `PEFT_TS_ORT_MIN_ELEMENTS` overrides (0: everything through ONNX Runtime).
  */
 let minElements = Number(process.env['PEFT_TS_ORT_MIN_ELEMENTS'] ?? 1024);
 
@@ -43,4 +44,9 @@ export function setOrtMinElements(n: number): number {
 
 export function tooSmallForOrt(shape: number[]): boolean {
   return tf.util.sizeFromShape(shape) < minElements;
+}
+
+/** Whether a matmul of this many multiply-adds costs less in JavaScript than an ONNX Runtime call. */
+export function tooLittleWorkForOrt(multiplyAdds: number): boolean {
+  return multiplyAdds < 16 * minElements;
 }

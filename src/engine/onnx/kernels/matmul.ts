@@ -4,7 +4,7 @@ import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../tf.js';
 import type { OnnxNode } from '../proto.js';
 import type { OnnxRuntimeBackend } from '../backend.js';
-import { allFloat32, defineKernel } from './define.js';
+import { allFloat32, defineKernel, tooLittleWorkForOrt } from './define.js';
 import { floatValue, msDomains } from './graph-util.js';
 
 
@@ -106,11 +106,22 @@ function runMatMul(backend: OnnxRuntimeBackend, call: MatMulCall): TensorInfo {
   return out!;
 }
 
+/**
+ * Small unbatched products stay on the cpu kernel (its batched broadcasting is unreliable, so only batch 1 does).
+ */
+function smallForCpu(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): boolean {
+  const out = matMulShape(a, b, transposeA, transposeB);
+  const inner = transposeA ? a.shape[a.shape.length - 2]! : a.shape[a.shape.length - 1]!;
+  const batch = tf.util.sizeFromShape(out.slice(0, -2));
+  return batch === 1 && tooLittleWorkForOrt(tf.util.sizeFromShape(out) * inner);
+}
+
 // Other dtypes, and the cases noted, return undefined: TF.js's cpu kernel runs instead.
 const batchMatMul = defineKernel('BatchMatMul', (backend, inputs, attrs, named) => {
   if (!allFloat32(inputs)) return undefined;
   const { a, b } = named as { a: TensorInfo; b: TensorInfo };
   const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
+  if (smallForCpu(a, b, transposeA, transposeB)) return undefined;
   return runMatMul(backend, { a, b, transposeA, transposeB });
 });
 
@@ -126,6 +137,7 @@ const fusedMatMul = defineKernel('_FusedMatMul', (backend, inputs, attrs, named)
   // An empty inner dimension: the product is zeros, but bias and activation still apply (as TF.js's cpu kernel does).
   const inner = transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
   if (inner === 0 && (bias !== undefined || activation !== 'linear') && !matMulShape(a, b, transposeA, transposeB).includes(0)) return undefined;
+  if (smallForCpu(a, b, transposeA, transposeB)) return undefined;
   return runMatMul(backend, { a, b, transposeA, transposeB, bias, preluWeights: preluActivationWeights, activation, leakyreluAlpha });
 });
 

@@ -6,15 +6,12 @@ import { tf } from '../../tf.js';
 import type { OnnxValueInfo } from '../proto.js';
 import { OnnxDataType } from '../proto.js';
 import { allFloat32, defineKernel, tooSmallForOrt } from './define.js';
-import { floatValue, symbolicShape } from './graph-util.js';
+import { floatValue, int64Feed, symbolicShape } from './graph-util.js';
 
 const F = OnnxDataType.float;
 const I64 = OnnxDataType.int64;
 
-const i64 = (values: readonly number[]): { data: BigInt64Array; dims: number[] } => ({
-  data: BigInt64Array.from(values, (v) => BigInt(v)),
-  dims: [values.length],
-});
+const i64 = int64Feed;
 
 const i64Input = (name: string): OnnxValueInfo => ({ name, elemType: I64, shape: [`${name}_n`] });
 

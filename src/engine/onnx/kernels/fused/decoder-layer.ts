@@ -1,0 +1,239 @@
+// A whole pre-norm decoder layer (Llama, Mistral, Qwen2) as one ONNX graph, for inference:
+//   n1 = rmsnorm(h) ; q, k, v = proj(n1) ; rotary on q, k ; attention over the cached past and the new k, v
+//   h1 = h + proj_o(attention(q, k, v, bias)) ; y = h1 + proj_down(silu(proj_gate(n2)) * proj_up(n2)), n2 = rmsnorm(h1)
+// Every projection is x Wᵀ (+ b) (+ ((x Aᵀ) ⊙ s) Bᵀ, the low-rank term adapters fold into). One call instead of
+// ~40 kernels: token-by-token decoding is bound by those dispatches, not by arithmetic. It returns only the new
+// keys/values; the cache appends them in place (generation/cache.ts), so no step copies the whole past.
+import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
+import type { OnnxNode, OnnxValueInfo } from '../../proto.js';
+import { OnnxDataType, int64Tensor } from '../../proto.js';
+import type { OrtValue } from '../../runtime.js';
+import { defineKernel } from '../define.js';
+import { floatValue, int64Feed, msDomains } from '../graph-util.js';
+
+export const decoderProjections = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+export type DecoderProjection = (typeof decoderProjections)[number];
+
+/** Which optional parts a projection has: bias `b`, low-rank factors `a` [R, in], `bb` [out, R], scale `s`. */
+function projectionParts(named: Record<string, TensorInfo | undefined>, p: DecoderProjection): { bias: boolean; lowRank: boolean; scaleRank: number } {
+  return { bias: named[`${p}_b`] !== undefined, lowRank: named[`${p}_a`] !== undefined, scaleRank: named[`${p}_s`]?.shape.length ?? 0 };
+}
+
+function constant(name: string, values: readonly number[]): OnnxNode {
+  return { opType: 'Constant', inputs: [], outputs: [name], attributes: { value: int64Tensor(values) } };
+}
+
+function projection(x: string, p: DecoderProjection, out: string, parts: { bias: boolean; lowRank: boolean }): OnnxNode[] {
+  const mm = (a: string, b: string, y: string): OnnxNode => ({
+    opType: 'FusedMatMul',
+    domain: 'com.microsoft',
+    inputs: [a, b],
+    outputs: [y],
+    attributes: { transA: 0, transB: 1, alpha: { float: 1 } },
+  });
+  const nodes: OnnxNode[] = [mm(x, `${p}_w`, `${p}_xw`)];
+  let current = `${p}_xw`;
+  if (parts.bias) {
+    nodes.push({ opType: 'Add', inputs: [current, `${p}_b`], outputs: [`${p}_biased`] });
+    current = `${p}_biased`;
+  }
+  if (parts.lowRank) {
+    nodes.push(
+      mm(x, `${p}_a`, `${p}_xa`),
+      { opType: 'Mul', inputs: [`${p}_xa`, `${p}_s`], outputs: [`${p}_xas`] },
+      mm(`${p}_xas`, `${p}_bb`, `${p}_low`),
+      { opType: 'Add', inputs: [current, `${p}_low`], outputs: [`${p}_sum`] },
+    );
+    current = `${p}_sum`;
+  }
+  nodes.push({ opType: 'Identity', inputs: [current], outputs: [out] });
+  return nodes;
+}
+
+/** [B, S, n*d] -> [B, n, S, d]. */
+function splitHeads(x: string, heads: number, headDim: number, out: string): OnnxNode[] {
+  return [
+    constant(`${out}_shape`, [0, 0, heads, headDim]),
+    { opType: 'Reshape', inputs: [x, `${out}_shape`], outputs: [`${out}_bshd`] },
+    { opType: 'Transpose', inputs: [`${out}_bshd`], outputs: [out], attributes: { perm: [0, 2, 1, 3] } },
+  ];
+}
+
+/** x * cos + rotate_half(x) * sin, cos/sin already [B|1, 1, S, d]. */
+function rotary(x: string, out: string): OnnxNode[] {
+  return [
+    { opType: 'Split', inputs: [x], outputs: [`${out}_x1`, `${out}_x2`], attributes: { axis: -1 } },
+    { opType: 'Neg', inputs: [`${out}_x2`], outputs: [`${out}_nx2`] },
+    { opType: 'Concat', inputs: [`${out}_nx2`, `${out}_x1`], outputs: [`${out}_rx`], attributes: { axis: -1 } },
+    { opType: 'Mul', inputs: [x, 'cos4'], outputs: [`${out}_xc`] },
+    { opType: 'Mul', inputs: [`${out}_rx`, 'sin4'], outputs: [`${out}_rs`] },
+    { opType: 'Add', inputs: [`${out}_xc`, `${out}_rs`], outputs: [out] },
+  ];
+}
+
+/** transformers' repeat_kv: [B, kvH, T, d] -> [B, kvH * g, T, d], each head repeated g times in a row. */
+function repeatKv(x: string, groups: number, heads: number, headDim: number, out: string): OnnxNode[] {
+  if (groups === 1) return [{ opType: 'Identity', inputs: [x], outputs: [out] }];
+  return [
+    constant(`${out}_axis`, [2]),
+    { opType: 'Unsqueeze', inputs: [x, `${out}_axis`], outputs: [`${out}_5d`] },
+    constant(`${out}_rep`, [1, 1, groups, 1, 1]),
+    { opType: 'Expand', inputs: [`${out}_5d`, `${out}_rep`], outputs: [`${out}_wide`] },
+    constant(`${out}_shape`, [0, heads, -1, headDim]),
+    { opType: 'Reshape', inputs: [`${out}_wide`, `${out}_shape`], outputs: [out] },
+  ];
+}
+
+interface LayerSignature {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  eps1: number;
+  eps2: number;
+  past: boolean;
+  withCache: boolean;
+  ropeRank: number;
+  parts: Record<DecoderProjection, { bias: boolean; lowRank: boolean; scaleRank: number }>;
+}
+
+function buildGraph(sig: LayerSignature): { nodes: OnnxNode[]; inputs: OnnxValueInfo[]; outputs: OnnxValueInfo[] } {
+  const { heads, kvHeads, headDim } = sig;
+  const norm = (x: string, w: string, eps: number, out: string): OnnxNode => ({
+    opType: 'SimplifiedLayerNormalization',
+    inputs: [x, w],
+    outputs: [out],
+    attributes: { axis: -1, epsilon: { float: eps } },
+  });
+  const nodes: OnnxNode[] = [
+    norm('h', 'ln1', sig.eps1, 'n1'),
+    ...projection('n1', 'q', 'q3', sig.parts.q),
+    ...projection('n1', 'k', 'k3', sig.parts.k),
+    ...projection('n1', 'v', 'v3', sig.parts.v),
+    constant('rope_axis', [1]),
+    // cos/sin arrive [B|1, S, d]; heads broadcast.
+    { opType: 'Unsqueeze', inputs: ['cos', 'rope_axis'], outputs: ['cos4'] },
+    { opType: 'Unsqueeze', inputs: ['sin', 'rope_axis'], outputs: ['sin4'] },
+    ...splitHeads('q3', heads, headDim, 'q4'),
+    ...splitHeads('k3', kvHeads, headDim, 'k4'),
+    ...splitHeads('v3', kvHeads, headDim, 'v_new'),
+    ...rotary('q4', 'q_rot'),
+    ...rotary('k4', 'k_new'),
+  ];
+  const groups = heads / kvHeads;
+  const scores = (q: string, k: string, out: string): OnnxNode => ({
+    opType: 'FusedMatMul',
+    domain: 'com.microsoft',
+    inputs: [q, k],
+    outputs: [out],
+    attributes: { transA: 0, transB: 1, alpha: { float: sig.scale } },
+  });
+  nodes.push(...repeatKv('k_new', groups, heads, headDim, 'k_new_r'), ...repeatKv('v_new', groups, heads, headDim, 'v_new_r'));
+  if (sig.past) {
+    // The cache's arrays have spare capacity: attend over its first past_len positions, then the new ones,
+    // without concatenating keys/values (one softmax over both score blocks).
+    nodes.push(
+      constant('zero', [0]),
+      constant('seq_axis', [2]),
+      constant('key_axis', [3]),
+      constant('end', [2 ** 53]),
+      { opType: 'Slice', inputs: ['past_key', 'zero', 'past_len', 'seq_axis'], outputs: ['k_past'] },
+      { opType: 'Slice', inputs: ['past_value', 'zero', 'past_len', 'seq_axis'], outputs: ['v_past'] },
+      ...repeatKv('k_past', groups, heads, headDim, 'k_past_r'),
+      ...repeatKv('v_past', groups, heads, headDim, 'v_past_r'),
+      scores('q_rot', 'k_past_r', 'scores_past'),
+      scores('q_rot', 'k_new_r', 'scores_new'),
+      { opType: 'Concat', inputs: ['scores_past', 'scores_new'], outputs: ['scores'], attributes: { axis: -1 } },
+      { opType: 'Add', inputs: ['scores', 'bias'], outputs: ['masked'] },
+      { opType: 'Softmax', inputs: ['masked'], outputs: ['probs'], attributes: { axis: -1 } },
+      { opType: 'Slice', inputs: ['probs', 'zero', 'past_len', 'key_axis'], outputs: ['probs_past'] },
+      { opType: 'Slice', inputs: ['probs', 'past_len', 'end', 'key_axis'], outputs: ['probs_new'] },
+      { opType: 'MatMul', inputs: ['probs_past', 'v_past_r'], outputs: ['attended_past'] },
+      { opType: 'MatMul', inputs: ['probs_new', 'v_new_r'], outputs: ['attended_new'] },
+      { opType: 'Add', inputs: ['attended_past', 'attended_new'], outputs: ['attended'] },
+    );
+  } else {
+    nodes.push(
+      scores('q_rot', 'k_new_r', 'scores'),
+      { opType: 'Add', inputs: ['scores', 'bias'], outputs: ['masked'] },
+      { opType: 'Softmax', inputs: ['masked'], outputs: ['probs'], attributes: { axis: -1 } },
+      { opType: 'MatMul', inputs: ['probs', 'v_new_r'], outputs: ['attended'] },
+    );
+  }
+  nodes.push(
+    { opType: 'Transpose', inputs: ['attended'], outputs: ['attended_bshd'], attributes: { perm: [0, 2, 1, 3] } },
+    constant('merge_shape', [0, 0, heads * headDim]),
+    { opType: 'Reshape', inputs: ['attended_bshd', 'merge_shape'], outputs: ['merged'] },
+    ...projection('merged', 'o', 'attn_out', sig.parts.o),
+    { opType: 'Add', inputs: ['h', 'attn_out'], outputs: ['h1'] },
+    norm('h1', 'ln2', sig.eps2, 'n2'),
+    ...projection('n2', 'gate', 'gate_out', sig.parts.gate),
+    ...projection('n2', 'up', 'up_out', sig.parts.up),
+    { opType: 'Sigmoid', inputs: ['gate_out'], outputs: ['gate_sig'] },
+    { opType: 'Mul', inputs: ['gate_out', 'gate_sig'], outputs: ['gate_act'] },
+    { opType: 'Mul', inputs: ['gate_act', 'up_out'], outputs: ['gated'] },
+    ...projection('gated', 'down', 'mlp_out', sig.parts.down),
+    { opType: 'Add', inputs: ['h1', 'mlp_out'], outputs: ['y'] },
+  );
+  return { nodes, inputs: graphInputs(sig), outputs: [floatValue('y', 3), ...(sig.withCache ? [floatValue('k_new', 4), floatValue('v_new', 4)] : [])] };
+}
+
+/** Graph inputs in the order {@link orderedInputs} feeds them. */
+function graphInputs(sig: LayerSignature): OnnxValueInfo[] {
+  const inputs = [floatValue('h', 3), floatValue('ln1', 1), floatValue('ln2', 1), floatValue('cos', sig.ropeRank), floatValue('sin', sig.ropeRank), floatValue('bias', 4)];
+  if (sig.past) inputs.push(floatValue('past_key', 4), floatValue('past_value', 4), { name: 'past_len', elemType: OnnxDataType.int64, shape: [1] });
+  for (const p of decoderProjections) {
+    const parts = sig.parts[p];
+    inputs.push(floatValue(`${p}_w`, 2));
+    if (parts.bias) inputs.push(floatValue(`${p}_b`, 1));
+    if (parts.lowRank) inputs.push(floatValue(`${p}_a`, 2), floatValue(`${p}_bb`, 2), floatValue(`${p}_s`, parts.scaleRank));
+  }
+  return inputs;
+}
+
+/** Input names per graph key: listing them per call was a visible share of a decoding step. */
+const inputNames = new Map<string, readonly string[]>();
+
+function orderedInputs(named: Record<string, TensorInfo | undefined>, key: string, sig: LayerSignature, pastLength: number): (TensorInfo | OrtValue)[] {
+  let names = inputNames.get(key);
+  if (names === undefined) {
+    names = graphInputs(sig).map((v) => v.name);
+    inputNames.set(key, names);
+  }
+  return names.map((name) => {
+    if (name === 'past_len') return int64Feed([pastLength]);
+    const t = named[name];
+    if (t === undefined) throw new Error(`PeftTsDecoderLayer: missing input ${name}`);
+    return t;
+  });
+}
+
+const forward = defineKernel('PeftTsDecoderLayer', (backend, _inputs, attrs, named) => {
+  const parts = Object.fromEntries(decoderProjections.map((p) => [p, projectionParts(named, p)])) as LayerSignature['parts'];
+  const h = named['h']!;
+  const pastKey = named['past_key'];
+  const sig: LayerSignature = {
+    heads: attrs['heads'] as number,
+    kvHeads: attrs['kvHeads'] as number,
+    headDim: attrs['headDim'] as number,
+    scale: attrs['scale'] as number,
+    eps1: attrs['eps1'] as number,
+    eps2: attrs['eps2'] as number,
+    past: pastKey !== undefined,
+    withCache: attrs['withCache'] === true,
+    ropeRank: named['cos']!.shape.length,
+    parts,
+  };
+  const [batch, seq] = h.shape as [number, number, number];
+  const kvShape = [batch, sig.kvHeads, seq, sig.headDim];
+  const partsKey = decoderProjections.map((p) => `${+parts[p].bias}${+parts[p].lowRank}${parts[p].scaleRank}`).join('');
+  const key = ['PeftTsDecoderLayer', sig.heads, sig.kvHeads, sig.headDim, sig.scale, sig.eps1, sig.eps2, +sig.past, +sig.withCache, sig.ropeRank, partsKey].join(':');
+  return backend.runGraph(
+    key,
+    () => ({ graph: { name: 'decoder_layer', ...buildGraph(sig) }, options: msDomains }),
+    orderedInputs(named, key, sig, attrs['pastLength'] as number),
+    [{ shape: h.shape }, ...(sig.withCache ? [{ shape: kvShape }, { shape: kvShape }] : [])],
+  );
+});
+
+export const decoderLayerKernels: readonly KernelConfig[] = [forward];
