@@ -12,21 +12,35 @@ export const MASK_MIN = -3.4028234663852886e38;
  * `attentionMask` entry is 0 (padding). One combined mask, added once, as transformers' 4D masks are.
  */
 export function causalAttentionBias(queryLen: number, pastLen: number, attentionMask?: tf.Tensor2D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const keyLen = pastLen + queryLen;
-    const queryPos = tf.add(tf.range(0, queryLen, 1, 'int32'), pastLen).reshape([queryLen, 1]);
-    const keyPos = tf.range(0, keyLen, 1, 'int32').reshape([1, keyLen]);
-    let allowed: tf.Tensor = tf.lessEqual(keyPos, queryPos).reshape([1, 1, queryLen, keyLen]);
-    if (attentionMask) {
-      const [batch, maskLen] = attentionMask.shape;
-      if (maskLen !== keyLen) {
-        throw new RangeError(`attentionMask covers ${maskLen} positions but attention spans ${keyLen} (past ${pastLen} + new ${queryLen}).`);
+  return additiveBias(queryLen, pastLen, attentionMask, (query, key) => key <= query);
+}
+
+/**
+ * The bias as one array filled in JavaScript: built per forward (per decoded token), where composing it from
+ * ten small tensor ops cost more than the loop.
+ */
+function additiveBias(
+  queryLen: number,
+  pastLen: number,
+  attentionMask: tf.Tensor2D | undefined,
+  visible: (queryPos: number, keyPos: number) => boolean,
+): tf.Tensor4D {
+  const keyLen = pastLen + queryLen;
+  const batch = attentionMask?.shape[0] ?? 1;
+  if (attentionMask && attentionMask.shape[1] !== keyLen) {
+    throw new RangeError(`attentionMask covers ${attentionMask.shape[1]} positions but attention spans ${keyLen} (past ${pastLen} + new ${queryLen}).`);
+  }
+  const keep = attentionMask?.dataSync();
+  const bias = new Float32Array(batch * queryLen * keyLen);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < queryLen; i++) {
+      const row = (b * queryLen + i) * keyLen;
+      for (let j = 0; j < keyLen; j++) {
+        if (!visible(pastLen + i, j) || (keep !== undefined && !keep[b * keyLen + j])) bias[row + j] = MASK_MIN;
       }
-      const keep = tf.cast(attentionMask, 'bool').reshape([batch, 1, 1, keyLen]);
-      allowed = tf.logicalAnd(allowed, keep);
     }
-    return tf.mul(tf.sub(1, tf.cast(allowed, 'float32')), MASK_MIN) as tf.Tensor4D;
-  });
+  }
+  return tf.tensor4d(bias, [batch, 1, queryLen, keyLen]);
 }
 
 /**
@@ -95,21 +109,7 @@ export function slidingWindowCausalAttentionBias(
   slidingWindow: number,
   attentionMask?: tf.Tensor2D,
 ): tf.Tensor4D {
-  return tf.tidy(() => {
-    const keyLen = pastLen + queryLen;
-    const queryPos = tf.add(tf.range(0, queryLen, 1, 'int32'), pastLen).reshape([queryLen, 1]);
-    const keyPos = tf.range(0, keyLen, 1, 'int32').reshape([1, keyLen]);
-    const inWindow = tf.greater(keyPos, tf.sub(queryPos, slidingWindow));
-    let allowed: tf.Tensor = tf.logicalAnd(tf.lessEqual(keyPos, queryPos), inWindow).reshape([1, 1, queryLen, keyLen]);
-    if (attentionMask) {
-      const [batch, maskLen] = attentionMask.shape;
-      if (maskLen !== keyLen) {
-        throw new RangeError(`attentionMask covers ${maskLen} positions but attention spans ${keyLen} (past ${pastLen} + new ${queryLen}).`);
-      }
-      allowed = tf.logicalAnd(allowed, tf.cast(attentionMask, 'bool').reshape([batch, 1, 1, keyLen]));
-    }
-    return tf.mul(tf.sub(1, tf.cast(allowed, 'float32')), MASK_MIN) as tf.Tensor4D;
-  });
+  return additiveBias(queryLen, pastLen, attentionMask, (query, key) => key <= query && key > query - slidingWindow);
 }
 
 /** transformers' `rotate_half`: `[x1, x2] -> [-x2, x1]` over the two halves of the last dimension. */

@@ -114,13 +114,45 @@ export function xloraFusedProjection(layer: LoraLayer, base: FusedProjection, le
   const dropoutActive = layer.training && present.some(({ name }) => !(layer.lora_dropout.get(name) instanceof Identity));
   if (dropoutActive || present.some(({ name }) => layer.lora_B.get(name)!.bias !== null)) return undefined;
   if (state.mode === 'mix' && !tf.util.arraysEqual(state.effective!.shape.slice(0, 2), [...lead])) return undefined;
-  // The scaling pass's dummy scalings are the same for every token: one row serves them all.
-  const rows = state.mode === 'dummy' ? [1, 1] : lead;
-  const { a, b, columnScales } = stackedFactors(layer, present, state.globalScalingWeight);
-  let s2 = tf.reshape(layerScalings(state, index, rows), [-1, state.experts.length]);
-  if (columnScales.shape[0] !== state.experts.length) s2 = tf.slice(s2, [0, 0], [-1, columnScales.shape[0]!]);
-  const scale = tf.reshape(tf.matMul(s2, columnScales), [...rows, a.shape[0]!]);
-  return { ...base, lowRank: { a, b, scale } };
+  const { a, b, owner, gammaValues } = stackedFactors(layer, present, state.globalScalingWeight);
+  // Column j of x Aᵀ is scaled by its expert's scaling times γ·g, per token: a few numbers per token, computed
+  // here rather than in half a dozen small tensor ops per layer and token.
+  const values = scalingValues(state);
+  const width = owner.length;
+  if (state.mode === 'dummy') {
+    // The dummy scalings are the same for every token: one row serves them all.
+    return { ...base, lowRank: { a, b, scale: tf.tensor3d(owner.map((i, j) => values[i]! * gammaValues[j]!), [1, 1, width]) } };
+  }
+  const [, , layers, experts] = state.effective!.shape;
+  const tokens = lead[0]! * lead[1]!;
+  const scale = new Float32Array(tokens * width);
+  for (let n = 0; n < tokens; n++) {
+    const row = (n * layers + index) * experts;
+    for (let j = 0; j < width; j++) scale[n * width + j] = values[row + owner[j]!]! * gammaValues[j]!;
+  }
+  return { ...base, lowRank: { a, b, scale: tf.tensor3d(scale, [lead[0]!, lead[1]!, width]) } };
+}
+
+const scalingValuesCache = new WeakMap<object, Float32Array | Int32Array | Uint8Array>();
+
+/**
+ * The values the fused path mixes with, read once per pass: the effective scalings `[B, S, L, C]` of the real
+ * pass, or the scaling pass's one processed dummy row `[C]`.
+ */
+function scalingValues(state: XLoraLayerState): Float32Array | Int32Array | Uint8Array {
+  const key = state.mode === 'dummy' ? state : state.effective!;
+  let values = scalingValuesCache.get(key);
+  if (values === undefined) {
+    if (state.mode === 'dummy') {
+      const row = layerScalings(state, 0, [1, 1]);
+      values = row.dataSync();
+      row.dispose();
+    } else {
+      values = state.effective!.dataSync();
+    }
+    scalingValuesCache.set(key, values);
+  }
+  return values;
 }
 
 /** Stacked expert factors of a layer, kept while the experts are frozen and unchanged (X-LoRA's default). */
@@ -133,6 +165,8 @@ interface StackedFactors {
   readonly columnScales: tf.Tensor;
   /** γ·g per stacked column, to notice a changed global scaling weight. */
   readonly gammaValues: readonly number[];
+  /** The expert index of each stacked column. */
+  readonly owner: readonly number[];
 }
 
 const stackedCache = new WeakMap<LoraLayer, StackedFactors>();
@@ -156,7 +190,7 @@ function stackedFactors(layer: LoraLayer, present: { name: string; i: number }[]
       gammaValues.push(layer.scaling.get(name)! * g);
     }
   }
-  const build = (): Omit<StackedFactors, 'sources' | 'gammaValues'> => {
+  const build = (): Omit<StackedFactors, 'sources' | 'gammaValues' | 'owner'> => {
     const scales = new Float32Array(experts * owner.length);
     owner.forEach((i, j) => (scales[i * owner.length + j] = gammaValues[j]!));
     return {
@@ -165,13 +199,13 @@ function stackedFactors(layer: LoraLayer, present: { name: string; i: number }[]
       columnScales: tf.tensor2d(scales, [experts, owner.length]),
     };
   };
-  if (weights.some((w) => w.trainable)) return { sources: [], gammaValues, ...build() };
+  if (weights.some((w) => w.trainable)) return { sources: [], gammaValues, owner, ...build() };
   const sources = weights.map(dataIdOf);
   const cached = stackedCache.get(layer);
   const same = <T>(x: readonly T[], y: readonly T[]) => x.length === y.length && x.every((v, k) => v === y[k]);
   if (cached && same(cached.sources, sources) && same(cached.gammaValues, gammaValues)) return cached;
   if (cached) tf.dispose([cached.a, cached.b, cached.columnScales]);
-  const entry: StackedFactors = { sources, gammaValues, ...tf.tidy(build) };
+  const entry: StackedFactors = { sources, gammaValues, owner, ...tf.tidy(build) };
   for (const t of [entry.a, entry.b, entry.columnScales]) tf.keep(t);
   stackedCache.set(layer, entry);
   return entry;
