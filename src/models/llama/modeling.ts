@@ -1,6 +1,7 @@
 import { tf } from '../../engine/tf.js';
 import { normal } from '../../nn/init.js';
 import { ShapeError } from '../../errors.js';
+import { fusedSelfAttention } from '../../engine/fused/self-attention.js';
 import { swiGlu } from '../../engine/fused/swiglu.js';
 import { Activation, Embedding, Linear, Module, ModuleList, RMSNorm, dropout } from '../../nn/index.js';
 import type { ForwardContext, Layer, RMSNormOptions } from '../../nn/index.js';
@@ -177,12 +178,20 @@ export class LlamaAttention extends Module {
     return tf.tidy(() => {
       const { numAttentionHeads: heads, numKeyValueHeads: kvHeads } = this.config;
       const { cos, sin } = positionEmbeddings;
-      const query = applyRotaryPosEmb(splitHeads(this.q_proj.forward(hidden, ctx), heads), cos, sin);
-      let key = applyRotaryPosEmb(splitHeads(this.k_proj.forward(hidden, ctx), kvHeads), cos, sin);
-      let value = splitHeads(this.v_proj.forward(hidden, ctx), kvHeads);
-      if (cache) ({ key, value } = cache.update(this.layerIdx, key, value));
       const p = this.attentionDropout;
       const drop = this.training && p > 0 ? (w: tf.Tensor) => dropout(w, p) : undefined;
+      const q = this.q_proj.forward(hidden, ctx) as tf.Tensor3D;
+      const k = this.k_proj.forward(hidden, ctx) as tf.Tensor3D;
+      const v = this.v_proj.forward(hidden, ctx) as tf.Tensor3D;
+      if (!cache && !drop) {
+        // Training and uncached forwards: heads, rotary and attention in one kernel each way where there is one.
+        const fused = fusedSelfAttention({ heads, kvHeads, headDim: this.headDim, scale: this.scaling }, q, k, v, cos, sin, bias);
+        if (fused) return this.o_proj.forward(fused, ctx) as tf.Tensor3D;
+      }
+      const query = applyRotaryPosEmb(splitHeads(q, heads), cos, sin);
+      let key = applyRotaryPosEmb(splitHeads(k, kvHeads), cos, sin);
+      let value = splitHeads(v, kvHeads);
+      if (cache) ({ key, value } = cache.update(this.layerIdx, key, value));
       const attended = scaledDotProductAttention(
         query,
         repeatKv(key, this.numKeyValueGroups),

@@ -6,10 +6,11 @@
 // keys/values; the cache appends them in place (generation/cache.ts), so no step copies the whole past.
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import type { OnnxNode, OnnxValueInfo } from '../../proto.js';
-import { OnnxDataType, int64Tensor } from '../../proto.js';
+import { OnnxDataType } from '../../proto.js';
 import type { OrtValue } from '../../runtime.js';
 import { defineKernel } from '../define.js';
 import { floatValue, int64Feed, msDomains } from '../graph-util.js';
+import { constant, fusedMatMul, mergeHeads, repeatKv, rotary, rotaryTables, splitHeads } from './graph-parts.js';
 
 export const decoderProjections = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
 export type DecoderProjection = (typeof decoderProjections)[number];
@@ -19,18 +20,8 @@ function projectionParts(named: Record<string, TensorInfo | undefined>, p: Decod
   return { bias: named[`${p}_b`] !== undefined, lowRank: named[`${p}_a`] !== undefined, scaleRank: named[`${p}_s`]?.shape.length ?? 0 };
 }
 
-function constant(name: string, values: readonly number[]): OnnxNode {
-  return { opType: 'Constant', inputs: [], outputs: [name], attributes: { value: int64Tensor(values) } };
-}
-
 function projection(x: string, p: DecoderProjection, out: string, parts: { bias: boolean; lowRank: boolean }): OnnxNode[] {
-  const mm = (a: string, b: string, y: string): OnnxNode => ({
-    opType: 'FusedMatMul',
-    domain: 'com.microsoft',
-    inputs: [a, b],
-    outputs: [y],
-    attributes: { transA: 0, transB: 1, alpha: { float: 1 } },
-  });
+  const mm = (a: string, b: string, y: string) => fusedMatMul(a, b, y, { transB: 1 });
   const nodes: OnnxNode[] = [mm(x, `${p}_w`, `${p}_xw`)];
   let current = `${p}_xw`;
   if (parts.bias) {
@@ -48,40 +39,6 @@ function projection(x: string, p: DecoderProjection, out: string, parts: { bias:
   }
   nodes.push({ opType: 'Identity', inputs: [current], outputs: [out] });
   return nodes;
-}
-
-/** [B, S, n*d] -> [B, n, S, d]. */
-function splitHeads(x: string, heads: number, headDim: number, out: string): OnnxNode[] {
-  return [
-    constant(`${out}_shape`, [0, 0, heads, headDim]),
-    { opType: 'Reshape', inputs: [x, `${out}_shape`], outputs: [`${out}_bshd`] },
-    { opType: 'Transpose', inputs: [`${out}_bshd`], outputs: [out], attributes: { perm: [0, 2, 1, 3] } },
-  ];
-}
-
-/** x * cos + rotate_half(x) * sin, cos/sin already [B|1, 1, S, d]. */
-function rotary(x: string, out: string): OnnxNode[] {
-  return [
-    { opType: 'Split', inputs: [x], outputs: [`${out}_x1`, `${out}_x2`], attributes: { axis: -1 } },
-    { opType: 'Neg', inputs: [`${out}_x2`], outputs: [`${out}_nx2`] },
-    { opType: 'Concat', inputs: [`${out}_nx2`, `${out}_x1`], outputs: [`${out}_rx`], attributes: { axis: -1 } },
-    { opType: 'Mul', inputs: [x, 'cos4'], outputs: [`${out}_xc`] },
-    { opType: 'Mul', inputs: [`${out}_rx`, 'sin4'], outputs: [`${out}_rs`] },
-    { opType: 'Add', inputs: [`${out}_xc`, `${out}_rs`], outputs: [out] },
-  ];
-}
-
-/** transformers' repeat_kv: [B, kvH, T, d] -> [B, kvH * g, T, d], each head repeated g times in a row. */
-function repeatKv(x: string, groups: number, heads: number, headDim: number, out: string): OnnxNode[] {
-  if (groups === 1) return [{ opType: 'Identity', inputs: [x], outputs: [out] }];
-  return [
-    constant(`${out}_axis`, [2]),
-    { opType: 'Unsqueeze', inputs: [x, `${out}_axis`], outputs: [`${out}_5d`] },
-    constant(`${out}_rep`, [1, 1, groups, 1, 1]),
-    { opType: 'Expand', inputs: [`${out}_5d`, `${out}_rep`], outputs: [`${out}_wide`] },
-    constant(`${out}_shape`, [0, heads, -1, headDim]),
-    { opType: 'Reshape', inputs: [`${out}_wide`, `${out}_shape`], outputs: [out] },
-  ];
 }
 
 interface LayerSignature {
@@ -110,10 +67,7 @@ function buildGraph(sig: LayerSignature): { nodes: OnnxNode[]; inputs: OnnxValue
     ...projection('n1', 'q', 'q3', sig.parts.q),
     ...projection('n1', 'k', 'k3', sig.parts.k),
     ...projection('n1', 'v', 'v3', sig.parts.v),
-    constant('rope_axis', [1]),
-    // cos/sin arrive [B|1, S, d]; heads broadcast.
-    { opType: 'Unsqueeze', inputs: ['cos', 'rope_axis'], outputs: ['cos4'] },
-    { opType: 'Unsqueeze', inputs: ['sin', 'rope_axis'], outputs: ['sin4'] },
+    ...rotaryTables('cos', 'sin'),
     ...splitHeads('q3', heads, headDim, 'q4'),
     ...splitHeads('k3', kvHeads, headDim, 'k4'),
     ...splitHeads('v3', kvHeads, headDim, 'v_new'),
@@ -121,13 +75,7 @@ function buildGraph(sig: LayerSignature): { nodes: OnnxNode[]; inputs: OnnxValue
     ...rotary('k4', 'k_new'),
   ];
   const groups = heads / kvHeads;
-  const scores = (q: string, k: string, out: string): OnnxNode => ({
-    opType: 'FusedMatMul',
-    domain: 'com.microsoft',
-    inputs: [q, k],
-    outputs: [out],
-    attributes: { transA: 0, transB: 1, alpha: { float: sig.scale } },
-  });
+  const scores = (q: string, k: string, out: string) => fusedMatMul(q, k, out, { transB: 1, alpha: sig.scale });
   nodes.push(...repeatKv('k_new', groups, heads, headDim, 'k_new_r'), ...repeatKv('v_new', groups, heads, headDim, 'v_new_r'));
   if (sig.past) {
     // The cache's arrays have spare capacity: attend over its first past_len positions, then the new ones,
@@ -161,9 +109,7 @@ function buildGraph(sig: LayerSignature): { nodes: OnnxNode[]; inputs: OnnxValue
     );
   }
   nodes.push(
-    { opType: 'Transpose', inputs: ['attended'], outputs: ['attended_bshd'], attributes: { perm: [0, 2, 1, 3] } },
-    constant('merge_shape', [0, 0, heads * headDim]),
-    { opType: 'Reshape', inputs: ['attended_bshd', 'merge_shape'], outputs: ['merged'] },
+    ...mergeHeads('attended', heads * headDim, 'merged'),
     ...projection('merged', 'o', 'attn_out', sig.parts.o),
     { opType: 'Add', inputs: ['h', 'attn_out'], outputs: ['h1'] },
     norm('h1', 'ln2', sig.eps2, 'n2'),

@@ -2,10 +2,11 @@ import type { KernelConfig } from '@tensorflow/tfjs';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
 import { decoderLayerKernels } from './decoder-layer.js';
+import { selfAttentionKernels } from './self-attention.js';
 import { layerNormKernels } from './layer-norm.js';
 import { rmsNormKernels } from './rms-norm.js';
 import { rotaryKernels } from './rotary.js';
 import { swiGluKernels } from './swiglu.js';
 
 /** Kernels behind src/engine/fused (one ONNX graph forward, one backward). */
-export const fusedKernels: readonly KernelConfig[] = [...swiGluKernels, ...crossEntropyKernels, ...rmsNormKernels, ...layerNormKernels, ...attentionKernels, ...rotaryKernels, ...decoderLayerKernels];
+export const fusedKernels: readonly KernelConfig[] = [...swiGluKernels, ...crossEntropyKernels, ...rmsNormKernels, ...layerNormKernels, ...attentionKernels, ...rotaryKernels, ...decoderLayerKernels, ...selfAttentionKernels];
