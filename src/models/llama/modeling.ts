@@ -1,6 +1,7 @@
 import { tf } from '../../engine/tf.js';
 import { normal } from '../../nn/init.js';
 import { ShapeError } from '../../errors.js';
+import { fusedFrozenMlp } from '../../engine/fused/mlp.js';
 import { fusedSelfAttention } from '../../engine/fused/self-attention.js';
 import { swiGlu } from '../../engine/fused/swiglu.js';
 import { Activation, Embedding, Linear, Module, ModuleList, RMSNorm, dropout } from '../../nn/index.js';
@@ -121,6 +122,12 @@ export class LlamaMLP extends Module {
   }
 
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    const projections = [this.gate_proj, this.up_proj, this.down_proj];
+    // Frozen plain Linears (adapters on the attention only): one kernel each way.
+    if (this.act_fn.name === 'silu' && projections.every((p) => p instanceof Linear)) {
+      const fused = fusedFrozenMlp(x, ...(projections as [Linear, Linear, Linear]));
+      if (fused) return fused;
+    }
     return tf.tidy(() => {
       const gate = this.gate_proj.forward(x, ctx);
       const up = this.up_proj.forward(x, ctx);
