@@ -3,7 +3,7 @@ export type { Parameter, StateDict, LoadStateDictOptions, LoadStateDictReport, L
 export type { ForwardContext } from './context.js';
 export * as init from './init.js';
 export type { LayerInitOptions, SeedOption } from './init.js';
-export { Linear, linear } from './linear.js';
+export { Linear, isPlainLinear, linear } from './linear.js';
 export type { LinearOptions } from './linear.js';
 export { Conv1D, GPT2Conv1D } from './gpt2-conv1d.js';
 export { Conv1d, Conv2d, conv2dNCHW } from './conv.js';

@@ -39,14 +39,19 @@ export class Linear extends Module implements AdaptableLayer {
     return linear(x, this.weight, this.bias);
   }
 
-  /** W and b, for fused kernels. */
-  fusedProjection(): FusedProjection {
-    return { weight: this.weight, bias: this.bias };
+  /** W and b, for fused kernels; undefined for a subclass whose forward computes something else. */
+  fusedProjection(): FusedProjection | undefined {
+    return isPlainLinear(this) ? { weight: this.weight, bias: this.bias } : undefined;
   }
 
   override extraRepr(): string {
     return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias ? 'True' : 'False'}`;
   }
+}
+
+/** Whether `m` is a Linear computing exactly `x Wᵀ + b` (no subclass overriding forward): fused kernels may inline it. */
+export function isPlainLinear(m: unknown): m is Linear {
+  return m instanceof Linear && m.forward === Linear.prototype.forward;
 }
 
 /** PyTorch's `F.linear`: `x [..., in] @ weight[out, in]^T + bias[out]`. */

@@ -4,7 +4,7 @@ import { ShapeError } from '../../errors.js';
 import { fusedFrozenMlp } from '../../engine/fused/mlp.js';
 import { fusedSelfAttention } from '../../engine/fused/self-attention.js';
 import { swiGlu } from '../../engine/fused/swiglu.js';
-import { Activation, Embedding, Linear, Module, ModuleList, RMSNorm, dropout } from '../../nn/index.js';
+import { Activation, Embedding, Linear, Module, ModuleList, RMSNorm, dropout, isPlainLinear } from '../../nn/index.js';
 import type { ForwardContext, Layer, RMSNormOptions } from '../../nn/index.js';
 import type { KVCache } from '../../generation/cache.js';
 import {
@@ -124,7 +124,7 @@ export class LlamaMLP extends Module {
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
     const projections = [this.gate_proj, this.up_proj, this.down_proj];
     // Frozen plain Linears (adapters on the attention only): one kernel each way.
-    if (this.act_fn.name === 'silu' && projections.every((p) => p instanceof Linear)) {
+    if (this.act_fn.name === 'silu' && projections.every(isPlainLinear)) {
       const fused = fusedFrozenMlp(x, ...(projections as [Linear, Linear, Linear]));
       if (fused) return fused;
     }

@@ -8,6 +8,7 @@ import { setBackend, setFusedKernels, tf } from '../../../src/engine/index.js';
 import { KVCache } from '../../../src/generation/cache.js';
 import { generate } from '../../../src/generation/generate.js';
 import { LlamaForCausalLM } from '../../../src/models/llama/index.js';
+import { Linear } from '../../../src/nn/index.js';
 import type { CausalLMInput } from '../../../src/models/outputs.js';
 import { getPeftModel } from '../../../src/peft-model.js';
 import { LoraConfig } from '../../../src/tuners/lora/config.js';
@@ -198,6 +199,17 @@ describe('fused Llama decoder layer', { skip: ortAvailable ? false : 'onnxruntim
       dropout.eval();
       assert.equal(await fusedLayerCalls(() => dropout.forward({ inputIds: ids }).logits), 2, 'dropout in eval mode folds');
       assert.equal(await fusedLayerCalls(() => gelu.forward({ inputIds: ids }).logits), 0, 'GELU MLP');
+      // A Linear subclass with its own forward is not inlined.
+      class Doubled extends Linear {
+        override forward(x: tf.Tensor): tf.Tensor {
+          return tf.mul(super.forward(x), 2);
+        }
+      }
+      const [doubled, plain] = [new Doubled(4, 4), new Linear(4, 4)];
+      assert.equal(doubled.fusedProjection(), undefined);
+      assert.equal(plain.fusedProjection()?.weight, plain.weight);
+      doubled.dispose();
+      plain.dispose();
     } finally {
       for (const m of [dora, dropout, gelu]) m.dispose();
     }
