@@ -1,5 +1,5 @@
-// Node builders shared by the fused attention-block graphs (self-attention, decoder layer): heads split and
-// merged, rotary embedding and its gradient, grouped-query key/value repetition and its gradient.
+// Node builders shared by the fused graphs (self-attention, decoder layer, MLP): heads split and merged, rotary
+// embedding and its gradient, grouped-query key/value repetition and its gradient, the SwiGLU gradient.
 import type { OnnxNode } from '../../proto.js';
 import { int64Tensor } from '../../proto.js';
 
@@ -84,5 +84,24 @@ export function repeatKvGrad(dy: string, groups: number, kvHeads: number, headDi
     { opType: 'Reshape', inputs: [dy, `${out}_shape`], outputs: [`${out}_5d`] },
     constant(`${out}_axis`, [2]),
     { opType: 'ReduceSum', inputs: [`${out}_5d`, `${out}_axis`], outputs: [out], attributes: { keepdims: 0 } },
+  ];
+}
+
+/**
+ * The gradient of silu(g) * u for incoming `dy`, as `dg` and `du`: with s = sigmoid(g),
+ * du = dy * g * s and dg = dy * u * s * (1 + g * (1 - s)).
+ */
+export function swiGluGrad(dy: string, g: string, u: string, dg: string, du: string): OnnxNode[] {
+  return [
+    { opType: 'Sigmoid', inputs: [g], outputs: ['s'] },
+    { opType: 'Mul', inputs: [g, 's'], outputs: ['act'] },
+    { opType: 'Mul', inputs: [dy, 'act'], outputs: [du] },
+    // 1 + g * (1 - s) = 1 + g - act
+    { opType: 'Sub', inputs: [g, 'act'], outputs: ['g_minus_act'] },
+    { opType: 'Constant', inputs: [], outputs: ['one'], attributes: { value_float: { float: 1 } } },
+    { opType: 'Add', inputs: ['g_minus_act', 'one'], outputs: ['k'] },
+    { opType: 'Mul', inputs: ['s', 'k'], outputs: ['dsilu'] },
+    { opType: 'Mul', inputs: [dy, u], outputs: ['dy_u'] },
+    { opType: 'Mul', inputs: ['dy_u', 'dsilu'], outputs: [dg] },
   ];
 }

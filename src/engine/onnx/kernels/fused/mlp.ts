@@ -1,12 +1,11 @@
 // A SwiGLU MLP with frozen weights, down(silu(gate(x)) * up(x)), one graph each way: what LoRA or LoHa training
 // on the attention projections runs in every layer. Forward also returns the gate and up activations for
-// backward; backward gives dx only (no weight trains):
-//   da = dy Wd ; s = sigmoid(g) ; du = da * g * s ; dg = da * u * s * (1 + g - g * s) ; dx = dg Wg + du Wu
+// backward; backward gives dx only (no weight trains): da = dy Wd, SwiGLU's gradient, dx = dg Wg + du Wu.
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import type { OnnxNode } from '../../proto.js';
 import { defineKernel } from '../define.js';
 import { floatValue, msDomains } from '../graph-util.js';
-import { fusedMatMul } from './graph-parts.js';
+import { fusedMatMul, swiGluGrad } from './graph-parts.js';
 
 function linear(x: string, p: string, out: string, bias: boolean): OnnxNode[] {
   if (!bias) return [fusedMatMul(x, `${p}_w`, out, { transB: 1 })];
@@ -59,16 +58,7 @@ const backward = defineKernel('PeftTsFrozenMlpGrad', (backend, _inputs, _attrs, 
         name: 'frozen_mlp_grad',
         nodes: [
           { opType: 'MatMul', inputs: ['dy', 'down_w'], outputs: ['da'] },
-          { opType: 'Sigmoid', inputs: ['g'], outputs: ['s'] },
-          { opType: 'Mul', inputs: ['g', 's'], outputs: ['act'] },
-          { opType: 'Mul', inputs: ['da', 'act'], outputs: ['du'] },
-          // 1 + g * (1 - s) = 1 + g - act
-          { opType: 'Sub', inputs: ['g', 'act'], outputs: ['g_minus_act'] },
-          { opType: 'Constant', inputs: [], outputs: ['one'], attributes: { value_float: { float: 1 } } },
-          { opType: 'Add', inputs: ['g_minus_act', 'one'], outputs: ['k'] },
-          { opType: 'Mul', inputs: ['s', 'k'], outputs: ['dsilu'] },
-          { opType: 'Mul', inputs: ['da', 'u'], outputs: ['da_u'] },
-          { opType: 'Mul', inputs: ['da_u', 'dsilu'], outputs: ['dg'] },
+          ...swiGluGrad('da', 'g', 'u', 'dg', 'du'),
           { opType: 'MatMul', inputs: ['dg', 'gate_w'], outputs: ['dx_gate'] },
           { opType: 'MatMul', inputs: ['du', 'up_w'], outputs: ['dx_up'] },
           { opType: 'Add', inputs: ['dx_gate', 'dx_up'], outputs: ['dx'] },

@@ -5,6 +5,7 @@
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { defineKernel } from '../define.js';
 import { floatValue } from '../graph-util.js';
+import { swiGluGrad } from './graph-parts.js';
 
 
 const forward = defineKernel('PeftTsSwiGlu', (backend, inputs) => {
@@ -37,18 +38,7 @@ const backward = defineKernel('PeftTsSwiGluGrad', (backend, inputs) => {
     () => ({
       graph: {
         name: 'swiglu_grad',
-        nodes: [
-          { opType: 'Sigmoid', inputs: ['g'], outputs: ['s'] },
-          { opType: 'Mul', inputs: ['g', 's'], outputs: ['act'] },
-          { opType: 'Mul', inputs: ['dy', 'act'], outputs: ['du'] },
-          // 1 + g * (1 - s) = 1 + g - act
-          { opType: 'Sub', inputs: ['g', 'act'], outputs: ['g_minus_act'] },
-          { opType: 'Constant', inputs: [], outputs: ['one'], attributes: { value_float: { float: 1 } } },
-          { opType: 'Add', inputs: ['g_minus_act', 'one'], outputs: ['k'] },
-          { opType: 'Mul', inputs: ['s', 'k'], outputs: ['dsilu'] },
-          { opType: 'Mul', inputs: ['dy', 'u'], outputs: ['dy_u'] },
-          { opType: 'Mul', inputs: ['dy_u', 'dsilu'], outputs: ['dg'] },
-        ],
+        nodes: swiGluGrad('dy', 'g', 'u', 'dg', 'du'),
         inputs: [floatValue('dy', rank), floatValue('g', rank), floatValue('u', rank)],
         outputs: [floatValue('dg', rank), floatValue('du', rank)],
       },
