@@ -6,7 +6,8 @@ import { Conv1d, Conv2d } from '../../nn/conv.js';
 import { ModuleDict, ParameterDict } from '../../nn/dicts.js';
 import { Dropout } from '../../nn/dropout.js';
 import { kaimingUniform, normal, zeros } from '../../nn/init.js';
-import { Linear } from '../../nn/linear.js';
+import { Linear, isPlainLinear } from '../../nn/linear.js';
+import { fusedLoraLinear } from '../../engine/fused/lora-linear.js';
 import type { AdaptableLayer, Layer } from '../../nn/module.js';
 import { BaseTunerLayer } from '../tuner-layer.js';
 import { xloraFusedProjection, xloraLayerForward } from '../xlora/layer.js';
@@ -71,10 +72,30 @@ export abstract class LoraLayer extends BaseTunerLayer {
     this.setAdapter(this.activeAdapters);
   }
 
-  /** Under X-LoRA the context carries the scalings, and the experts are mixed per token (see xlora/layer.ts). */
+  /**
+   * Under X-LoRA the context carries the scalings, and the experts are mixed per token (see xlora/layer.ts). One
+   * plain adapter on a frozen Linear runs as one fused kernel each way where the backend has them.
+   */
   override forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
     if (ctx?.xlora && !this.merged && !this.disableAdapters) return xloraLayerForward(this, x, ctx.xlora);
+    const single = this.disableAdapters || this.merged ? undefined : this.singlePlainAdapter();
+    if (single !== undefined && isPlainLinear(this.base_layer)) {
+      const fused = fusedLoraLinear(x, this.base_layer, this.lora_A.get(single)!.weight, this.lora_B.get(single)!.weight, this.scaling.get(single)!);
+      if (fused) return fused;
+    }
     return super.forward(x, ctx);
+  }
+
+  /** The one active adapter, when it is a plain one (no DoRA, no lora_B bias, no dropout now); else undefined. */
+  private singlePlainAdapter(): string | undefined {
+    const names = this.activeAdapters.filter((n) => this.hasAdapter(n));
+    return names.length === 1 && this.isPlainAdapter(names[0]!) ? names[0] : undefined;
+  }
+
+  private isPlainAdapter(name: string): boolean {
+    const dropout = this.lora_dropout.get(name)!;
+    const b = this.lora_B.get(name);
+    return !this.useDora.get(name) && this.lora_A.get(name) instanceof Linear && b instanceof Linear && b.bias === null && (dropout instanceof Identity || !dropout.training);
   }
 
   /**
@@ -88,12 +109,7 @@ export abstract class LoraLayer extends BaseTunerLayer {
     if (ctx?.xlora) return xloraFusedProjection(this, base, lead, ctx.xlora);
     const names = this.activeAdapters.filter((n) => this.hasAdapter(n));
     if (names.length === 0) return base;
-    const plain = names.every((n) => {
-      const dropout = this.lora_dropout.get(n)!;
-      const b = this.lora_B.get(n);
-      return !this.useDora.get(n) && this.lora_A.get(n) instanceof Linear && b instanceof Linear && b.bias === null && (dropout instanceof Identity || !dropout.training);
-    });
-    if (!plain) return undefined;
+    if (!names.every((n) => this.isPlainAdapter(n))) return undefined;
     const gammas = names.flatMap((n) => Array.from({ length: this.r.get(n)! }, () => this.scaling.get(n)!));
     return {
       ...base,

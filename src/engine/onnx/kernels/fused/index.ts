@@ -4,10 +4,11 @@ import { crossEntropyKernels } from './cross-entropy.js';
 import { decoderLayerKernels } from './decoder-layer.js';
 import { selfAttentionKernels } from './self-attention.js';
 import { frozenMlpKernels } from './mlp.js';
+import { loraLinearKernels } from './lora-linear.js';
 import { layerNormKernels } from './layer-norm.js';
 import { rmsNormKernels } from './rms-norm.js';
 import { rotaryKernels } from './rotary.js';
 import { swiGluKernels } from './swiglu.js';
 
 /** Kernels behind src/engine/fused (one ONNX graph forward, one backward). */
-export const fusedKernels: readonly KernelConfig[] = [...swiGluKernels, ...crossEntropyKernels, ...rmsNormKernels, ...layerNormKernels, ...attentionKernels, ...rotaryKernels, ...decoderLayerKernels, ...selfAttentionKernels, ...frozenMlpKernels];
+export const fusedKernels: readonly KernelConfig[] = [...swiGluKernels, ...crossEntropyKernels, ...rmsNormKernels, ...layerNormKernels, ...attentionKernels, ...rotaryKernels, ...decoderLayerKernels, ...selfAttentionKernels, ...frozenMlpKernels, ...loraLinearKernels];
