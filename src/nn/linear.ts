@@ -1,6 +1,6 @@
 import { tf } from '../engine/tf.js';
 import type { ForwardContext } from './context.js';
-import type { FusedProjection } from '../engine/fused/decoder-layer.js';
+import type { FusedProjection } from '../engine/fused/decoder-stack.js';
 import { defaultLayerInit, zeros } from './init.js';
 import type { LayerInitOptions } from './init.js';
 import { assertLastDim, Module } from './module.js';

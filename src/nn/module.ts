@@ -2,7 +2,7 @@ import { tf } from '../engine/tf.js';
 import { ShapeError, StateDictError } from '../errors.js';
 import type { ShapeMismatch } from '../errors.js';
 import type { ForwardContext } from './context.js';
-import type { FusedProjection } from '../engine/fused/decoder-layer.js';
+import type { FusedProjection } from '../engine/fused/decoder-stack.js';
 
 /** A trainable (or frozen) weight. `trainable` is TF.js's name for PyTorch's `requires_grad`. */
 export type Parameter = tf.Variable;

@@ -24,7 +24,7 @@ import type { CausalLMInput } from '../outputs.js';
 import { parseLlamaConfig } from './config.js';
 import type { AttentionLayerType, LlamaConfig } from './config.js';
 import { computeRopeInvFreq } from './rope.js';
-import { fusedLlamaDecoderLayer } from './fused-layer.js';
+import { fusedLlamaDecoder } from './fused-decoder.js';
 import type { RopeType } from './rope.js';
 
 // One decoder implementation for Llama and the architectures transformers copies it into (Mistral, Qwen2): they
@@ -237,8 +237,6 @@ export class LlamaDecoderLayer extends Module {
     cache: KVCache | undefined,
     ctx?: ForwardContext,
   ): tf.Tensor3D {
-    const fused = fusedLlamaDecoderLayer(this, hidden, positionEmbeddings, bias, cache, ctx);
-    if (fused) return fused;
     return tf.tidy(() => {
       const normed = this.input_layernorm.forward(hidden, ctx) as tf.Tensor3D;
       const afterAttn = tf.add(hidden, this.self_attn.forward(normed, positionEmbeddings, bias, cache, ctx));
@@ -286,11 +284,15 @@ export class LlamaModel extends Module {
       const biases = this.attentionBiases(seq, past, mask);
       let hidden = this.embed_tokens.forward(ids, ctx) as tf.Tensor3D;
       const positionEmbeddings = this.rotary_emb.forward(positions as tf.Tensor2D, ctx);
-      const hiddenStates: tf.Tensor3D[] = [];
-      let i = 0;
-      for (const layer of this.layers) {
-        if (input.outputHiddenStates) hiddenStates.push(hidden);
-        hidden = layer.forward(hidden, positionEmbeddings, biases[this.config.layerTypes[i++] ?? 'full_attention']!, cache, ctx);
+      const biasOf = (layer: LlamaDecoderLayer) => biases[this.config.layerTypes[layer.self_attn.layerIdx] ?? 'full_attention']!;
+      const fused = fusedLlamaDecoder([...this.layers], hidden, positionEmbeddings, biasOf, cache, input.outputHiddenStates ?? false, ctx);
+      const hiddenStates: tf.Tensor3D[] = fused?.hiddenStates ?? [];
+      if (fused) hidden = fused.hidden;
+      else {
+        for (const layer of this.layers) {
+          if (input.outputHiddenStates) hiddenStates.push(hidden);
+          hidden = layer.forward(hidden, positionEmbeddings, biasOf(layer), cache, ctx);
+        }
       }
       hidden = this.norm.forward(hidden, ctx) as tf.Tensor3D;
       if (!input.outputHiddenStates) return { lastHiddenState: hidden };

@@ -11,7 +11,7 @@ import { fusedLoraLinear } from '../../engine/fused/lora-linear.js';
 import type { AdaptableLayer, Layer } from '../../nn/module.js';
 import { BaseTunerLayer } from '../tuner-layer.js';
 import { xloraFusedProjection, xloraLayerForward } from '../xlora/layer.js';
-import type { FusedProjection } from '../../engine/fused/decoder-layer.js';
+import type { FusedProjection } from '../../engine/fused/decoder-stack.js';
 import { doraForward, doraMagnitude, doraMerged, doraUnmerged, doraWeightNorm } from './dora.js';
 
 /** Everything `updateLayer` needs for one adapter, after rank/alpha patterns are resolved for this module. */

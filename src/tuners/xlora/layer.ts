@@ -5,7 +5,7 @@
 import { tf } from '../../engine/tf.js';
 import { Identity } from '../../nn/container.js';
 import type { LoraLayer } from '../lora/layer.js';
-import type { FusedProjection } from '../../engine/fused/decoder-layer.js';
+import type { FusedProjection } from '../../engine/fused/decoder-stack.js';
 
 /** Per-call X-LoRA state a LoRA layer reads from `ctx.xlora`. */
 export interface XLoraLayerState {

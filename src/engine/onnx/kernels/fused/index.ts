@@ -1,7 +1,7 @@
 import type { KernelConfig } from '@tensorflow/tfjs';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
-import { decoderLayerKernels } from './decoder-layer.js';
+import { decoderStackKernels } from './decoder-stack.js';
 import { selfAttentionKernels } from './self-attention.js';
 import { frozenMlpKernels } from './mlp.js';
 import { loraLinearKernels } from './lora-linear.js';
@@ -11,4 +11,4 @@ import { rotaryKernels } from './rotary.js';
 import { swiGluKernels } from './swiglu.js';
 
 /** Kernels behind src/engine/fused (one ONNX graph forward, one backward). */
-export const fusedKernels: readonly KernelConfig[] = [...swiGluKernels, ...crossEntropyKernels, ...rmsNormKernels, ...layerNormKernels, ...attentionKernels, ...rotaryKernels, ...decoderLayerKernels, ...selfAttentionKernels, ...frozenMlpKernels, ...loraLinearKernels];
+export const fusedKernels: readonly KernelConfig[] = [...swiGluKernels, ...crossEntropyKernels, ...rmsNormKernels, ...layerNormKernels, ...attentionKernels, ...rotaryKernels, ...decoderStackKernels, ...selfAttentionKernels, ...frozenMlpKernels, ...loraLinearKernels];

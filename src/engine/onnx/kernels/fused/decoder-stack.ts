@@ -1,8 +1,8 @@
-// A whole pre-norm decoder layer (Llama, Mistral, Qwen2) as one ONNX graph, for inference:
+// The pre-norm decoder layers (Llama, Mistral, Qwen2) of a model as one ONNX graph, for inference; each layer:
 //   n1 = rmsnorm(h) ; q, k, v = proj(n1) ; rotary on q, k ; attention over the cached past and the new k, v
 //   h1 = h + proj_o(attention(q, k, v, bias)) ; y = h1 + proj_down(silu(proj_gate(n2)) * proj_up(n2)), n2 = rmsnorm(h1)
 // Every projection is x Wᵀ (+ b) (+ ((x Aᵀ) ⊙ s) Bᵀ, the low-rank term adapters fold into). One call instead of
-// ~40 kernels: token-by-token decoding is bound by those dispatches, not by arithmetic. It returns only the new
+// ~40 kernels per layer: token-by-token decoding is bound by those dispatches, not by arithmetic. It returns only the new
 // keys/values; the cache appends them in place (generation/cache.ts), so no step copies the whole past.
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import type { OnnxNode, OnnxValueInfo } from '../../proto.js';
@@ -14,11 +14,6 @@ import { constant, fusedMatMul, mergeHeads, repeatKv, rotary, rotaryTables, spli
 
 export const decoderProjections = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
 export type DecoderProjection = (typeof decoderProjections)[number];
-
-/** Which optional parts a projection has: bias `b`, low-rank factors `a` [R, in], `bb` [out, R], scale `s`. */
-function projectionParts(named: Record<string, TensorInfo | undefined>, p: DecoderProjection): { bias: boolean; lowRank: boolean; scaleRank: number } {
-  return { bias: named[`${p}_b`] !== undefined, lowRank: named[`${p}_a`] !== undefined, scaleRank: named[`${p}_s`]?.shape.length ?? 0 };
-}
 
 function projection(x: string, p: DecoderProjection, out: string, parts: { bias: boolean; lowRank: boolean }): OnnxNode[] {
   const mm = (a: string, b: string, y: string) => fusedMatMul(a, b, y, { transB: 1 });
@@ -124,7 +119,7 @@ function buildGraph(sig: LayerSignature): { nodes: OnnxNode[]; inputs: OnnxValue
   return { nodes, inputs: graphInputs(sig), outputs: [floatValue('y', 3), ...(sig.withCache ? [floatValue('k_new', 4), floatValue('v_new', 4)] : [])] };
 }
 
-/** Graph inputs in the order {@link orderedInputs} feeds them. */
+/** One layer's graph inputs (before {@link buildStack} prefixes them). */
 function graphInputs(sig: LayerSignature): OnnxValueInfo[] {
   const inputs = [floatValue('h', 3), floatValue('ln1', 1), floatValue('ln2', 1), floatValue('cos', sig.ropeRank), floatValue('sin', sig.ropeRank), floatValue('bias', 4)];
   if (sig.past) inputs.push(floatValue('past_key', 4), floatValue('past_value', 4), { name: 'past_len', elemType: OnnxDataType.int64, shape: [1] });
@@ -137,49 +132,95 @@ function graphInputs(sig: LayerSignature): OnnxValueInfo[] {
   return inputs;
 }
 
+interface StackSignature {
+  layers: LayerSignature[];
+  withHiddenStates: boolean;
+}
+
+const shared = new Set(['cos', 'sin']);
+
+/**
+ * The layers chained in one graph: each layer's nodes and inputs prefixed `L<i>_`, its `h` the previous layer's
+ * `y`; cos/sin shared. Outputs: the last `y`, then (optionally) the hidden states between layers, then each
+ * layer's new keys and values.
+ */
+function buildStack(stack: StackSignature): { nodes: OnnxNode[]; inputs: OnnxValueInfo[]; outputs: OnnxValueInfo[] } {
+  const { layers } = stack;
+  const nodes: OnnxNode[] = [];
+  const inputs: OnnxValueInfo[] = [floatValue('h', 3), floatValue('cos', layers[0]!.ropeRank), floatValue('sin', layers[0]!.ropeRank)];
+  layers.forEach((sig, i) => {
+    const rename = (name: string) => (shared.has(name) ? name : name === 'h' ? (i === 0 ? 'h' : `L${i - 1}_y`) : `L${i}_${name}`);
+    const one = buildGraph(sig);
+    for (const node of one.nodes) nodes.push({ ...node, inputs: node.inputs.map(rename), outputs: node.outputs.map(rename) });
+    for (const v of one.inputs) {
+      if (v.name === 'h' || shared.has(v.name)) continue;
+      inputs.push(v.elemType === OnnxDataType.float ? floatValue(rename(v.name), v.shape!.length) : { ...v, name: rename(v.name) });
+    }
+  });
+  const last = layers.length - 1;
+  const outputs = [floatValue(`L${last}_y`, 3)];
+  if (stack.withHiddenStates) for (let i = 0; i < last; i++) outputs.push(floatValue(`L${i}_y`, 3));
+  layers.forEach((sig, i) => {
+    if (sig.withCache) outputs.push(floatValue(`L${i}_k_new`, 4), floatValue(`L${i}_v_new`, 4));
+  });
+  return { nodes, inputs, outputs };
+}
+
 /** Input names per graph key: listing them per call was a visible share of a decoding step. */
 const inputNames = new Map<string, readonly string[]>();
 
-function orderedInputs(named: Record<string, TensorInfo | undefined>, key: string, sig: LayerSignature, pastLength: number): (TensorInfo | OrtValue)[] {
+function orderedInputs(named: Record<string, TensorInfo | undefined>, key: string, stack: StackSignature, pastLengths: readonly number[]): (TensorInfo | OrtValue)[] {
   let names = inputNames.get(key);
   if (names === undefined) {
-    names = graphInputs(sig).map((v) => v.name);
+    names = buildStack(stack).inputs.map((v) => v.name);
     inputNames.set(key, names);
   }
   return names.map((name) => {
-    if (name === 'past_len') return int64Feed([pastLength]);
+    const pastLen = /^L(\d+)_past_len$/.exec(name);
+    if (pastLen) return int64Feed([pastLengths[Number(pastLen[1])]!]);
     const t = named[name];
-    if (t === undefined) throw new Error(`PeftTsDecoderLayer: missing input ${name}`);
+    if (t === undefined) throw new Error(`PeftTsDecoderStack: missing input ${name}`);
     return t;
   });
 }
 
-const forward = defineKernel('PeftTsDecoderLayer', (backend, _inputs, attrs, named) => {
-  const parts = Object.fromEntries(decoderProjections.map((p) => [p, projectionParts(named, p)])) as LayerSignature['parts'];
+const forward = defineKernel('PeftTsDecoderStack', (backend, _inputs, attrs, named) => {
   const h = named['h']!;
-  const pastKey = named['past_key'];
-  const sig: LayerSignature = {
-    heads: attrs['heads'] as number,
-    kvHeads: attrs['kvHeads'] as number,
-    headDim: attrs['headDim'] as number,
-    scale: attrs['scale'] as number,
-    eps1: attrs['eps1'] as number,
-    eps2: attrs['eps2'] as number,
-    past: pastKey !== undefined,
-    withCache: attrs['withCache'] === true,
-    ropeRank: named['cos']!.shape.length,
-    parts,
-  };
+  const count = attrs['layers'] as number;
+  const withCache = attrs['withCache'] === true;
+  const layers = Array.from({ length: count }, (_, i): LayerSignature => {
+    const prefixed = (n: string) => named[`L${i}_${n}`];
+    const parts = Object.fromEntries(
+      decoderProjections.map((p) => [p, { bias: prefixed(`${p}_b`) !== undefined, lowRank: prefixed(`${p}_a`) !== undefined, scaleRank: prefixed(`${p}_s`)?.shape.length ?? 0 }]),
+    ) as LayerSignature['parts'];
+    return {
+      heads: attrs['heads'] as number,
+      kvHeads: attrs['kvHeads'] as number,
+      headDim: attrs['headDim'] as number,
+      scale: attrs['scale'] as number,
+      eps1: attrs['eps1'] as number,
+      eps2: attrs['eps2'] as number,
+      past: prefixed('past_key') !== undefined,
+      withCache,
+      ropeRank: named['cos']!.shape.length,
+      parts,
+    };
+  });
+  const stack: StackSignature = { layers, withHiddenStates: attrs['withHiddenStates'] === true };
   const [batch, seq] = h.shape as [number, number, number];
-  const kvShape = [batch, sig.kvHeads, seq, sig.headDim];
-  const partsKey = decoderProjections.map((p) => `${+parts[p].bias}${+parts[p].lowRank}${parts[p].scaleRank}`).join('');
-  const key = ['PeftTsDecoderLayer', sig.heads, sig.kvHeads, sig.headDim, sig.scale, sig.eps1, sig.eps2, +sig.past, +sig.withCache, sig.ropeRank, partsKey].join(':');
+  const kvShape = [batch, layers[0]!.kvHeads, seq, layers[0]!.headDim];
+  const layerKeys = layers.map((l) => `${+l.past}${decoderProjections.map((p) => `${+l.parts[p].bias}${+l.parts[p].lowRank}${l.parts[p].scaleRank}`).join('')}`);
+  const first = layers[0]!;
+  const key = ['PeftTsDecoderStack', first.heads, first.kvHeads, first.headDim, first.scale, first.eps1, first.eps2, +withCache, +stack.withHiddenStates, first.ropeRank, layerKeys.join('.')].join(':');
+  const outputs = [{ shape: h.shape }];
+  if (stack.withHiddenStates) for (let i = 1; i < count; i++) outputs.push({ shape: h.shape });
+  if (withCache) for (let i = 0; i < count; i++) outputs.push({ shape: kvShape }, { shape: kvShape });
   return backend.runGraph(
     key,
-    () => ({ graph: { name: 'decoder_layer', ...buildGraph(sig) }, options: msDomains }),
-    orderedInputs(named, key, sig, attrs['pastLength'] as number),
-    [{ shape: h.shape }, ...(sig.withCache ? [{ shape: kvShape }, { shape: kvShape }] : [])],
+    () => ({ graph: { name: 'decoder_stack', ...buildStack(stack) }, options: msDomains }),
+    orderedInputs(named, key, stack, attrs['pastLengths'] as number[]),
+    outputs,
   );
 });
 
-export const decoderLayerKernels: readonly KernelConfig[] = [forward];
+export const decoderStackKernels: readonly KernelConfig[] = [forward];

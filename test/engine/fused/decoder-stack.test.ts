@@ -1,4 +1,4 @@
-// The fused decoder layer (one ONNX graph per Llama layer at inference) against the same model composing its
+// The fused decoder (all of a Llama's layers in one ONNX graph at inference) against the same model composing its
 // modules (fused kernels off), which the parity suites check against transformers: forward, cached decoding with
 // the in-place cache, LoRA and X-LoRA folded into the projections, beam search, and the cases that must fall back.
 import assert from 'node:assert/strict';
@@ -42,15 +42,15 @@ function composed<T>(fn: () => T): T {
   }
 }
 
-/** How many fused decoder-layer kernels `fn` ran. */
+/** How many fused decoder kernels (all layers of a model in one) `fn` ran. */
 async function fusedLayerCalls(fn: () => tf.Tensor): Promise<number> {
   const info = await tf.profile(() => fn());
-  return info.kernels.filter((k) => k.name === 'PeftTsDecoderLayer').length;
+  return info.kernels.filter((k) => k.name === 'PeftTsDecoderStack').length;
 }
 
-/** Logits of `forward` fused and composed: equal up to float rounding, the fused one using one kernel per layer. */
-async function assertFusedMatches(forward: Forward, input: CausalLMInput, layers: number, what: string): Promise<void> {
-  assert.equal(await fusedLayerCalls(() => forward(input).logits), layers, `${what}: fused kernels per forward`);
+/** Logits of `forward` fused and composed: equal up to float rounding, the fused one using `calls` decoder kernels. */
+async function assertFusedMatches(forward: Forward, input: CausalLMInput, calls: number, what: string): Promise<void> {
+  assert.equal(await fusedLayerCalls(() => forward(input).logits), calls, `${what}: fused kernels per forward`);
   const fused = forward(input).logits;
   const reference = composed(() => forward(input).logits);
   try {
@@ -69,7 +69,7 @@ describe('fused Llama decoder layer', { skip: ortAvailable ? false : 'onnxruntim
     const model = new LlamaForCausalLM(CONFIG, { seed: 3 });
     try {
       const input = { inputIds: [[0, 0, 5, 9, 13], [4, 8, 15, 16, 23]], attentionMask: [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]] };
-      await assertFusedMatches((i) => model.forward(i), input, 2, 'logits');
+      await assertFusedMatches((i) => model.forward(i), input, 1, 'logits');
     } finally {
       model.dispose();
     }
@@ -91,7 +91,7 @@ describe('fused Llama decoder layer', { skip: ortAvailable ? false : 'onnxruntim
         const fused = info.result as tf.Tensor;
         const reference = composed(() => run(ids, composedCache));
         try {
-          assert.equal(info.kernels.filter((k) => k.name === 'PeftTsDecoderLayer').length, 2, `${what}: fused kernels`);
+          assert.equal(info.kernels.filter((k) => k.name === 'PeftTsDecoderStack').length, 1, `${what}: fused kernels`);
           assertAllClose(fused, reference, { atol: 2e-5, rtol: 1e-4 }, what);
           assert.equal(fusedCache.getSeqLength(), composedCache.getSeqLength(), `${what}: cached length`);
         } finally {
@@ -139,11 +139,11 @@ describe('fused Llama decoder layer', { skip: ortAvailable ? false : 'onnxruntim
       peft.eval();
       const input = { inputIds: [[1, 2, 3, 4, 5, 6]] };
       const forward: Forward = (i) => peft.forward(i);
-      await assertFusedMatches(forward, input, 2, 'two adapters');
-      await peft.disableAdapter(() => assertFusedMatches(forward, input, 2, 'adapters disabled'));
+      await assertFusedMatches(forward, input, 1, 'two adapters');
+      await peft.disableAdapter(() => assertFusedMatches(forward, input, 1, 'adapters disabled'));
       peft.setAdapter('default');
       peft.mergeAdapter();
-      await assertFusedMatches(forward, input, 2, 'merged');
+      await assertFusedMatches(forward, input, 1, 'merged');
     } finally {
       peft.dispose();
     }
@@ -171,11 +171,11 @@ describe('fused Llama decoder layer', { skip: ortAvailable ? false : 'onnxruntim
         xlora.eval();
         const input = { inputIds: [[1, 4, 9, 16, 25]] };
         const forward: Forward = (i) => xlora.forward(i);
-        // Two passes of two layers each.
-        await assertFusedMatches(forward, input, 4, 'top-k 1, scaling pass value 0');
+        // One kernel per pass.
+        await assertFusedMatches(forward, input, 2, 'top-k 1, scaling pass value 0');
         xlora.setTopkLora(null);
         xlora.setScalingPassValue(0.5);
-        await assertFusedMatches(forward, input, 4, 'scaling pass value 0.5');
+        await assertFusedMatches(forward, input, 2, 'scaling pass value 0.5');
         const options = { maxNewTokens: 5, eosTokenId: [] as number[] };
         const cached = await xlora.generate(input.inputIds, { ...options, useCache: true });
         const reference = await composed(() => xlora.generate(input.inputIds, { ...options, useCache: false }));
@@ -197,7 +197,7 @@ describe('fused Llama decoder layer', { skip: ortAvailable ? false : 'onnxruntim
       dropout.train();
       assert.equal(await fusedLayerCalls(() => dropout.forward({ inputIds: ids }).logits), 0, 'dropout while training');
       dropout.eval();
-      assert.equal(await fusedLayerCalls(() => dropout.forward({ inputIds: ids }).logits), 2, 'dropout in eval mode folds');
+      assert.equal(await fusedLayerCalls(() => dropout.forward({ inputIds: ids }).logits), 1, 'dropout in eval mode folds');
       assert.equal(await fusedLayerCalls(() => gelu.forward({ inputIds: ids }).logits), 0, 'GELU MLP');
       // A Linear subclass with its own forward is not inlined.
       class Doubled extends Linear {
