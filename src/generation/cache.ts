@@ -13,7 +13,6 @@ interface Entry {
   slab?: { key: Float32Array; value: Float32Array };
 }
 
-
 /**
  * Key/value cache for decoder self-attention, one entry per layer, each `[batch, heads, seq, headDim]` — the
  * equivalent of transformers' `DynamicCache`. The cache owns its tensors: `update` frees the previous ones, and
