@@ -7,6 +7,7 @@ import { ModuleDict, ParameterDict } from '../../nn/dicts.js';
 import { Dropout } from '../../nn/dropout.js';
 import { kaimingUniform, normal, zeros } from '../../nn/init.js';
 import { Linear, isPlainLinear } from '../../nn/linear.js';
+import { fusedKernelsActive } from '../../engine/fused/fused-op.js';
 import { fusedLoraLinear } from '../../engine/fused/lora-linear.js';
 import type { AdaptableLayer, Layer } from '../../nn/module.js';
 import { BaseTunerLayer } from '../tuner-layer.js';
@@ -78,9 +79,11 @@ export abstract class LoraLayer extends BaseTunerLayer {
    */
   override forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
     if (ctx?.xlora && !this.merged && !this.disableAdapters) return xloraLayerForward(this, x, ctx.xlora);
-    const single = this.disableAdapters || this.merged ? undefined : this.singlePlainAdapter();
-    if (single !== undefined && isPlainLinear(this.base_layer)) {
-      const fused = fusedLoraLinear(x, this.base_layer, this.lora_A.get(single)!.weight, this.lora_B.get(single)!.weight, this.scaling.get(single)!);
+    // Checked cheapest first: on other backends the first test stops it.
+    const base = this.base_layer;
+    if (fusedKernelsActive() && isPlainLinear(base) && !this.disableAdapters && !this.merged) {
+      const single = this.singlePlainAdapter();
+      const fused = single === undefined ? undefined : fusedLoraLinear(x, base, this.lora_A.get(single)!.weight, this.lora_B.get(single)!.weight, this.scaling.get(single)!);
       if (fused) return fused;
     }
     return super.forward(x, ctx);

@@ -10,7 +10,7 @@ import { OnnxDataType } from '../../proto.js';
 import type { OrtValue } from '../../runtime.js';
 import { defineKernel } from '../define.js';
 import { floatValue, int64Feed, msDomains } from '../graph-util.js';
-import { constant, fusedMatMul, mergeHeads, repeatKv, rotary, rotaryTables, splitHeads } from './graph-parts.js';
+import { attention, constant, fusedMatMul, mergeHeads, repeatKv, rotary, rotaryTables, splitHeads } from './graph-parts.js';
 
 export const decoderProjections = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
 export type DecoderProjection = (typeof decoderProjections)[number];
@@ -96,12 +96,7 @@ function buildGraph(sig: LayerSignature): { nodes: OnnxNode[]; inputs: OnnxValue
       { opType: 'Add', inputs: ['attended_past', 'attended_new'], outputs: ['attended'] },
     );
   } else {
-    nodes.push(
-      scores('q_rot', 'k_new_r', 'scores'),
-      { opType: 'Add', inputs: ['scores', 'bias'], outputs: ['masked'] },
-      { opType: 'Softmax', inputs: ['masked'], outputs: ['probs'], attributes: { axis: -1 } },
-      { opType: 'MatMul', inputs: ['probs', 'v_new_r'], outputs: ['attended'] },
-    );
+    nodes.push(...attention('q_rot', 'k_new_r', 'v_new_r', 'bias', sig.scale, 'attended', 'probs'));
   }
   nodes.push(
     ...mergeHeads('attended', heads * headDim, 'merged'),

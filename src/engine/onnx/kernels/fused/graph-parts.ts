@@ -1,5 +1,6 @@
-// Node builders shared by the fused graphs (self-attention, decoder layer, MLP): heads split and merged, rotary
-// embedding and its gradient, grouped-query key/value repetition and its gradient, the SwiGLU gradient.
+// Node builders shared by the fused graphs (attention, rotary, self-attention, decoder, MLP): attention and its
+// gradient, heads split and merged, rotary embedding and its gradient, grouped-query key/value repetition and its
+// gradient, the SwiGLU gradient.
 import type { OnnxNode } from '../../proto.js';
 import { int64Tensor } from '../../proto.js';
 
@@ -39,27 +40,64 @@ export function rotaryTables(cos: string, sin: string): OnnxNode[] {
   ];
 }
 
-/** x * cos + rotate_half(x) * sin (after {@link rotaryTables}); rotate_half: [x1, x2] -> [-x2, x1]. */
-export function rotary(x: string, out: string): OnnxNode[] {
+/**
+ * x * cos + rotate_half(x) * sin, rotate_half: [x1, x2] -> [-x2, x1]; cos/sin broadcastable to x (by default the
+ * tables of {@link rotaryTables}).
+ */
+export function rotary(x: string, out: string, cos = 'cos4', sin = 'sin4'): OnnxNode[] {
   return [
     { opType: 'Split', inputs: [x], outputs: [`${out}_x1`, `${out}_x2`], attributes: { axis: -1 } },
     { opType: 'Neg', inputs: [`${out}_x2`], outputs: [`${out}_nx2`] },
     { opType: 'Concat', inputs: [`${out}_nx2`, `${out}_x1`], outputs: [`${out}_rx`], attributes: { axis: -1 } },
-    { opType: 'Mul', inputs: [x, 'cos4'], outputs: [`${out}_xc`] },
-    { opType: 'Mul', inputs: [`${out}_rx`, 'sin4'], outputs: [`${out}_rs`] },
+    { opType: 'Mul', inputs: [x, cos], outputs: [`${out}_xc`] },
+    { opType: 'Mul', inputs: [`${out}_rx`, sin], outputs: [`${out}_rs`] },
     { opType: 'Add', inputs: [`${out}_xc`, `${out}_rs`], outputs: [out] },
   ];
 }
 
 /** The gradient of {@link rotary}: dx = dy * cos - R(dy * sin), with -R([t1, t2]) = [t2, -t1]. */
-export function rotaryGrad(dy: string, out: string): OnnxNode[] {
+export function rotaryGrad(dy: string, out: string, cos = 'cos4', sin = 'sin4'): OnnxNode[] {
   return [
-    { opType: 'Mul', inputs: [dy, 'sin4'], outputs: [`${out}_t`] },
+    { opType: 'Mul', inputs: [dy, sin], outputs: [`${out}_t`] },
     { opType: 'Split', inputs: [`${out}_t`], outputs: [`${out}_t1`, `${out}_t2`], attributes: { axis: -1 } },
     { opType: 'Neg', inputs: [`${out}_t1`], outputs: [`${out}_nt1`] },
     { opType: 'Concat', inputs: [`${out}_t2`, `${out}_nt1`], outputs: [`${out}_rt`], attributes: { axis: -1 } },
-    { opType: 'Mul', inputs: [dy, 'cos4'], outputs: [`${out}_dc`] },
+    { opType: 'Mul', inputs: [dy, cos], outputs: [`${out}_dc`] },
     { opType: 'Add', inputs: [`${out}_dc`, `${out}_rt`], outputs: [out] },
+  ];
+}
+
+/** softmax(q kᵀ * scale + bias) v as `out`, the probabilities as `probs`. */
+export function attention(q: string, k: string, v: string, bias: string, scale: number, out: string, probs: string): OnnxNode[] {
+  return [
+    fusedMatMul(q, k, `${out}_scores`, { transB: 1, alpha: scale }),
+    { opType: 'Add', inputs: [`${out}_scores`, bias], outputs: [`${out}_masked`] },
+    { opType: 'Softmax', inputs: [`${out}_masked`], outputs: [probs], attributes: { axis: -1 } },
+    { opType: 'MatMul', inputs: [probs, v], outputs: [out] },
+  ];
+}
+
+/**
+ * The gradient of {@link attention} for incoming `dO`, with P the probabilities and O the output:
+ * dV = Pᵀ dO, dP = dO vᵀ, dS = P * (dP - rowsum(dO * O)), dQ = scale * dS k, dK = scale * dSᵀ q
+ * (rowsum(dP * P) = rowsum(dO * O), FlashAttention's identity: a reduction over headDim, not over keys).
+ */
+export function attentionGrad(
+  t: { dO: string; o: string; p: string; q: string; k: string; v: string },
+  scale: number,
+  out: { dq: string; dk: string; dv: string },
+): OnnxNode[] {
+  const n = (name: string) => `${out.dq}_${name}`;
+  return [
+    fusedMatMul(t.p, t.dO, out.dv, { transA: 1 }),
+    fusedMatMul(t.dO, t.v, n('dp'), { transB: 1 }),
+    { opType: 'Mul', inputs: [t.dO, t.o], outputs: [n('do_o')] },
+    constant(n('last'), [-1]),
+    { opType: 'ReduceSum', inputs: [n('do_o'), n('last')], outputs: [n('rowsum')], attributes: { keepdims: 1 } },
+    { opType: 'Sub', inputs: [n('dp'), n('rowsum')], outputs: [n('centred')] },
+    { opType: 'Mul', inputs: [t.p, n('centred')], outputs: [n('ds')] },
+    fusedMatMul(n('ds'), t.k, out.dq, { alpha: scale }),
+    fusedMatMul(n('ds'), t.q, out.dk, { transA: 1, alpha: scale }),
   ];
 }
 

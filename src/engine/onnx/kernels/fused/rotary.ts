@@ -1,9 +1,9 @@
-// Rotary position embedding y = x * cos + R(x) * sin, R = rotate_half: [x1, x2] -> [-x2, x1] on the last axis.
-// R is linear with Rᵀ = -R, so dx = dy * cos - R(dy * sin), and -R([t1, t2]) = [t2, -t1].
-// cos/sin arrive broadcastable to x at x's rank.
+// Rotary position embedding y = x * cos + rotate_half(x) * sin and its gradient (graph-parts.ts), one graph each
+// way; cos/sin arrive broadcastable to x at x's rank.
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { defineKernel } from '../define.js';
 import { floatValue } from '../graph-util.js';
+import { rotary, rotaryGrad } from './graph-parts.js';
 
 
 const forward = defineKernel('PeftTsRotary', (backend, inputs) => {
@@ -14,14 +14,7 @@ const forward = defineKernel('PeftTsRotary', (backend, inputs) => {
     () => ({
       graph: {
         name: 'rotary',
-        nodes: [
-          { opType: 'Split', inputs: ['x'], outputs: ['x1', 'x2'], attributes: { axis: -1 } },
-          { opType: 'Neg', inputs: ['x2'], outputs: ['neg_x2'] },
-          { opType: 'Concat', inputs: ['neg_x2', 'x1'], outputs: ['rx'], attributes: { axis: -1 } },
-          { opType: 'Mul', inputs: ['x', 'cos'], outputs: ['xc'] },
-          { opType: 'Mul', inputs: ['rx', 'sin'], outputs: ['rs'] },
-          { opType: 'Add', inputs: ['xc', 'rs'], outputs: ['y'] },
-        ],
+        nodes: rotary('x', 'y', 'cos', 'sin'),
         inputs: [floatValue('x', rank), floatValue('cos', rank), floatValue('sin', rank)],
         outputs: [floatValue('y', rank)],
       },
@@ -39,14 +32,7 @@ const backward = defineKernel('PeftTsRotaryGrad', (backend, inputs) => {
     () => ({
       graph: {
         name: 'rotary_grad',
-        nodes: [
-          { opType: 'Mul', inputs: ['dy', 'sin'], outputs: ['t'] },
-          { opType: 'Split', inputs: ['t'], outputs: ['t1', 't2'], attributes: { axis: -1 } },
-          { opType: 'Neg', inputs: ['t1'], outputs: ['neg_t1'] },
-          { opType: 'Concat', inputs: ['t2', 'neg_t1'], outputs: ['rt'], attributes: { axis: -1 } },
-          { opType: 'Mul', inputs: ['dy', 'cos'], outputs: ['dc'] },
-          { opType: 'Add', inputs: ['dc', 'rt'], outputs: ['dx'] },
-        ],
+        nodes: rotaryGrad('dy', 'dx', 'cos', 'sin'),
         inputs: [floatValue('dy', rank), floatValue('cos', rank), floatValue('sin', rank)],
         outputs: [floatValue('dx', rank)],
       },

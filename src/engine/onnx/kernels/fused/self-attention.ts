@@ -1,14 +1,13 @@
 // Rotary self-attention from the projections' outputs to the o_proj input, one graph each way:
 //   q, k, v [B, S, n*d] -> heads -> rotary on q, k -> repeat_kv -> softmax(q kᵀ * scale + bias) v -> [B, S, H*d]
 // Backward recomputes the forward (FlashAttention's trade): saving the probabilities would write and keep
-// B·H·S·T floats per layer, far more than the matmuls that rebuild them. With P the probabilities, O = P v:
-//   dV = Pᵀ dO, dP = dO vᵀ, dS = P * (dP - rowsum(dO * O)), dQ = scale * dS k, dK = scale * dSᵀ q
-// then the gradients of repeat_kv (sum over each group), rotary and the head split.
+// B·H·S·T floats per layer, far more than the matmuls that rebuild them. Then attention's gradient and those of
+// repeat_kv (sum over each group), rotary and the head split.
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import type { OnnxNode } from '../../proto.js';
 import { defineKernel } from '../define.js';
 import { floatValue, msDomains } from '../graph-util.js';
-import { constant, fusedMatMul, mergeHeads, repeatKv, repeatKvGrad, rotary, rotaryGrad, rotaryTables, splitHeads } from './graph-parts.js';
+import { attention, attentionGrad, mergeHeads, repeatKv, repeatKvGrad, rotary, rotaryGrad, rotaryTables, splitHeads } from './graph-parts.js';
 
 interface Spec {
   heads: number;
@@ -35,10 +34,7 @@ function forwardNodes(s: Spec): OnnxNode[] {
     ...rotary('k4', 'k_rot'),
     ...repeatKv('k_rot', groups, s.heads, s.headDim, 'k_r'),
     ...repeatKv('v4', groups, s.heads, s.headDim, 'v_r'),
-    fusedMatMul('q_rot', 'k_r', 'scores', { transB: 1, alpha: s.scale }),
-    { opType: 'Add', inputs: ['scores', 'bias'], outputs: ['masked'] },
-    { opType: 'Softmax', inputs: ['masked'], outputs: ['p'], attributes: { axis: -1 } },
-    { opType: 'MatMul', inputs: ['p', 'v_r'], outputs: ['o'] },
+    ...attention('q_rot', 'k_r', 'v_r', 'bias', s.scale, 'o', 'p'),
   ];
 }
 
@@ -77,15 +73,7 @@ const backward = defineKernel('PeftTsSelfAttentionGrad', (backend, _inputs, attr
         nodes: [
           ...forwardNodes(s),
           ...splitHeads('dy', s.heads, s.headDim, 'do'),
-          fusedMatMul('p', 'do', 'dv_r', { transA: 1 }),
-          fusedMatMul('do', 'v_r', 'dp', { transB: 1 }),
-          { opType: 'Mul', inputs: ['do', 'o'], outputs: ['do_o'] },
-          constant('last', [-1]),
-          { opType: 'ReduceSum', inputs: ['do_o', 'last'], outputs: ['rowsum'], attributes: { keepdims: 1 } },
-          { opType: 'Sub', inputs: ['dp', 'rowsum'], outputs: ['centred'] },
-          { opType: 'Mul', inputs: ['p', 'centred'], outputs: ['ds'] },
-          fusedMatMul('ds', 'k_r', 'dq_rot', { alpha: s.scale }),
-          fusedMatMul('ds', 'q_rot', 'dk_r', { transA: 1, alpha: s.scale }),
+          ...attentionGrad({ dO: 'do', o: 'o', p: 'p', q: 'q_rot', k: 'k_r', v: 'v_r' }, s.scale, { dq: 'dq_rot', dk: 'dk_r', dv: 'dv_r' }),
           ...repeatKvGrad('dk_r', groups, s.kvHeads, s.headDim, 'dk_rot'),
           ...repeatKvGrad('dv_r', groups, s.kvHeads, s.headDim, 'dv4'),
           ...rotaryGrad('dq_rot', 'dq4'),
